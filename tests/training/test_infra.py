@@ -1,0 +1,64 @@
+"""Checkpoint round trip (weights_only-safe), reports, early stopping, fingerprints."""
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from training.checkpoint import build_config, load_checkpoint, save_checkpoint
+from training.common import fingerprint
+from training.report import format_table, write_report
+from training.tasks.base import EarlyStopping
+
+
+@dataclass
+class _Cfg:
+    dim: int = 4
+    hidden: tuple[int, ...] = (8, 4)
+
+
+def test_checkpoint_roundtrip_is_weights_only(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        model_name="m",
+        config=_Cfg(),
+        state_dict=model.state_dict(),
+        metrics={"auc": np.float32(0.5)},
+        data_fingerprint="abc",
+    )
+    ck = load_checkpoint(path)  # torch.load(weights_only=True) inside
+    assert ck["model"] == "m" and ck["data_fingerprint"] == "abc"
+    assert build_config(_Cfg, ck["config"]) == _Cfg()
+    assert ck["metrics"]["auc"] == pytest.approx(0.5)
+    assert torch.equal(ck["state_dict"]["weight"], model.weight)
+
+
+def test_missing_checkpoint_names_the_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m training train"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_report_and_table(tmp_path):
+    p = write_report(tmp_path, "x", {"auc": np.float64(0.75), "rows": [1, 2]})
+    body = json.loads(p.read_text())
+    assert body["auc"] == 0.75 and body["model"] == "x"
+    table = format_table([{"model": "a", "auc": 0.5}, {"model": "b", "auc": 0.25}])
+    assert table.splitlines()[0] == "| model | auc |" and "0.2500" in table
+
+
+def test_early_stopping_keeps_best_state():
+    es = EarlyStopping(patience=2, mode="max")
+    assert not es.step(0.5, {"w": torch.tensor([1.0])}, epoch=0)
+    assert not es.step(0.4, {"w": torch.tensor([2.0])}, epoch=1)
+    assert es.step(0.45, {"w": torch.tensor([3.0])}, epoch=2)
+    assert es.best == 0.5 and es.best_epoch == 0 and es.best_state["w"].item() == 1.0
+
+
+def test_fingerprint_sees_content_and_dtype():
+    a = np.arange(5, dtype=np.int32)
+    assert fingerprint(a) == fingerprint(a.copy())
+    assert fingerprint(a) != fingerprint(a.astype(np.int64))
+    assert fingerprint(np.array(["x", "y"], dtype=object)) != fingerprint(np.array(["x", "z"], dtype=object))

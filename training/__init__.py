@@ -1,0 +1,1 @@
+"""Offline training: data generators and loaders, one module per model, tasks that add the loss, CLIs."""

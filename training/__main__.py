@@ -1,0 +1,52 @@
+"""`python -m training train two_tower|din|tcn|intent|all --profile quick|full [--data DIR] [--out DIR]`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+
+from training.tasks.base import PROFILES, TrainArgs
+
+# model name -> module under training.tasks with `run(args: TrainArgs) -> dict` (the report).
+TASKS: dict[str, str] = {
+    "two_tower": "training.tasks.two_tower",
+    "din": "training.tasks.din",
+    "tcn": "training.tasks.tcn",
+    "intent": "training.tasks.intent",
+}
+
+
+def run_task(name: str, args: TrainArgs) -> dict:
+    if name not in TASKS:
+        raise SystemExit(f"unknown model '{name}'; choose from {', '.join(TASKS)} or all")
+    module = importlib.import_module(TASKS[name])
+    return module.run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train one model (or all) and write its checkpoint and report")
+    train.add_argument("model", choices=[*TASKS, "all"])
+    train.add_argument("--profile", choices=PROFILES, default="quick")
+    train.add_argument("--data", type=Path, default=None, help="data directory (default: generate)")
+    train.add_argument("--out", type=Path, default=Path("artifacts"))
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto", help="auto|cpu|cuda")
+    train.add_argument("--max-epochs", type=int, default=None)
+    ns = parser.parse_args(argv)
+
+    args = TrainArgs(ns.profile, ns.data, ns.out, ns.seed, ns.device, ns.max_epochs)
+    names = list(TASKS) if ns.model == "all" else [ns.model]
+    for name in names:
+        t0 = time.perf_counter()
+        run_task(name, args)
+        print(f"[{name}] done in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

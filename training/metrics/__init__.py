@@ -1,0 +1,1 @@
+"""Metric functions, pure numpy, grouped by problem type."""

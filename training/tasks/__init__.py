@@ -1,0 +1,1 @@
+"""Training tasks: losses, loops, evaluation against baselines, profiles. One file per model."""
