@@ -104,6 +104,7 @@ class SalesPanel:
     events: np.ndarray
     event_names: tuple[str, ...] = ()
     expected: np.ndarray | None = None
+    category_ids: np.ndarray | None = None  # [n_categories] the shop's own category ids, when known
 
     @property
     def n_series(self) -> int:
