@@ -10,6 +10,7 @@ PROFILE ?= quick
 DATA ?= data
 ARTIFACTS ?= artifacts
 PYTEST_ARGS ?=
+TRITON_ARGS ?=
 
 .PHONY: help setup data models serve triton test bench lint format clean
 
@@ -39,8 +40,8 @@ models: setup ## Train (PROFILE) and export all models into model_repository/ an
 serve: setup ## Build the models if none exist, then start the gateway (embedded backend)
 	@echo "serve: the gateway is not built yet (issue 6)"; exit 1
 
-triton: setup ## Start a local Triton server over model_repository/
-	@echo "triton: the local Triton launcher is not built yet (issue 7)"; exit 1
+triton: setup ## Start a local Triton (pip, no Docker) over a view of model_repository/ (TRITON_ARGS=...)
+	$(PY) -m serving.triton $(TRITON_ARGS)
 
 test: setup ## Run the test suite (ruff first)
 	$(VENV)/bin/ruff check .
