@@ -1,0 +1,98 @@
+"""Prometheus metrics of the gateway, on a registry per app (so tests can build many apps).
+
+Names start with `gateway_`. Latency is in seconds (Prometheus convention); per-request timings that
+go back to the client are in milliseconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_ROW_BUCKETS = tuple(float(2**i) for i in range(14))  # 1 .. 8192 rows
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("gateway_requests", "HTTP requests answered", ["route", "method", "status"], registry=r)
+        self.request_seconds = Histogram(
+            "gateway_request_seconds", "HTTP request latency", ["route", "method"], buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.stage_seconds = Histogram(
+            "gateway_stage_seconds",
+            "latency of one stage of a request",
+            ["route", "stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inflight = Gauge("gateway_inflight_requests", "HTTP requests being handled", registry=r)
+        self.errors = Counter("gateway_errors", "errors answered, by type", ["type"], registry=r)
+        self.batch_rows = Histogram(
+            "gateway_batch_rows", "rows per model execution", ["model"], buckets=_ROW_BUCKETS, registry=r
+        )
+        self.batch_requests = Histogram(
+            "gateway_batch_requests",
+            "requests coalesced into one model execution",
+            ["model"],
+            buckets=_ROW_BUCKETS,
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "gateway_batch_seconds",
+            "model execution latency per batch",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait_seconds = Histogram(
+            "gateway_queue_wait_seconds",
+            "time a request waited in the batch queue",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_rows = Gauge("gateway_queue_rows", "rows waiting in the batch queue", ["model"], registry=r)
+        self.model_version = Gauge("gateway_model_version", "version being served", ["model"], registry=r)
+        self.reloads = Counter("gateway_reloads", "model reloads", ["outcome"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # Hooks the micro-batcher calls (kept as plain methods so the batcher does not import prometheus).
+    def observe_batch(self, model: str, rows: int, requests: int, seconds: float) -> None:
+        self.batch_rows.labels(model).observe(rows)
+        self.batch_requests.labels(model).observe(requests)
+        self.batch_seconds.labels(model).observe(seconds)
+
+    def observe_queue(self, model: str, rows: int, waited_s: float | None = None) -> None:
+        self.queue_rows.labels(model).set(rows)
+        if waited_s is not None:
+            self.queue_wait_seconds.labels(model).observe(waited_s)
+
+
+class StageTimer:
+    """Per-stage wall time of one request: `with timer.stage("retrieval"):`; `timer.ms` goes in the answer."""
+
+    def __init__(self, metrics: Metrics | None, route: str):
+        self.metrics, self.route = metrics, route
+        self.ms: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            dt = time.perf_counter() - t0
+            self.ms[name] = round(self.ms.get(name, 0.0) + dt * 1e3, 3)
+            if self.metrics is not None:
+                self.metrics.stage_seconds.labels(self.route, name).observe(dt)

@@ -1,0 +1,99 @@
+"""Gateway settings: every knob is a `SERVING_*` environment variable (or a line in `.env`).
+
+One `Settings` object is built at start-up and handed to everything else; nothing reads the
+environment directly. Defaults are the laptop set-up: embedded ONNX Runtime on CPU, the model
+repository and artifacts from `make models` in the working directory.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Backend = Literal["embedded", "triton"]
+Provider = Literal["auto", "cpu", "cuda", "tensorrt"]
+ManifestCheck = Literal["hash", "size", "off"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SERVING_", env_file=".env", extra="ignore", frozen=True)
+
+    # Network
+    host: str = Field("127.0.0.1", description="interface to bind; 0.0.0.0 inside a container")
+    port: int = Field(8080, ge=1, le=65535, description="HTTP port")
+    grpc_port: int = Field(50051, ge=1, le=65535, description="gRPC port (storefront API, issue 7)")
+
+    # Where the models come from
+    backend: Backend = Field("embedded", description="embedded ONNX Runtime, or a Triton server")
+    triton_url: str = Field("localhost:8001", description="Triton gRPC endpoint host:port")
+    triton_protocol: Literal["grpc", "http"] = "grpc"
+    model_repository: Path = Field(Path("model_repository"), description="Triton-layout model repository")
+    artifacts: Path = Field(Path("artifacts"), description="FAISS index, feature tables, manifest.json")
+    models: tuple[str, ...] | None = Field(
+        None, description="models to serve (JSON list); default: every ONNX model in the repository"
+    )
+    manifest_check: ManifestCheck = Field(
+        "hash", description="verify artifacts/manifest.json at start and reload: sha256, sizes only, or off"
+    )
+    require_manifest: bool = Field(False, description="refuse to start when artifacts/manifest.json is absent")
+
+    # ONNX Runtime (embedded backend)
+    execution_provider: Provider = Field("auto", description="auto = CUDA when present, else CPU")
+    ort_intra_op_threads: int = Field(0, ge=0, description="threads inside one operator; 0 = ORT default")
+    ort_inter_op_threads: int = Field(0, ge=0, description="threads across operators; 0 = ORT default")
+
+    # Micro-batching (embedded backend; Triton batches on its side)
+    batching: bool = Field(True, description="coalesce rows of concurrent requests per model")
+    batch_max_size: int | None = Field(None, ge=1, description="rows per batch; default: config.pbtxt max_batch_size")
+    batch_max_delay_ms: float | None = Field(
+        None, ge=0, le=1000, description="longest wait for a fuller batch; default: config.pbtxt queue delay"
+    )
+    batch_concurrency: int = Field(1, ge=1, le=64, description="batches of one model running at the same time")
+    queue_max_batches: int = Field(
+        16, ge=1, description="queue bound per model, in full batches; beyond it requests get 503"
+    )
+
+    # Requests
+    request_timeout_s: float = Field(5.0, gt=0, description="per-request deadline; 504 beyond it")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
+    retry_after_s: int = Field(1, ge=0, description="Retry-After header on 503 answers")
+    drain_timeout_s: float = Field(10.0, ge=0, description="graceful shutdown: wait this long for requests")
+    warmup: bool = Field(True, description="run each model's config.pbtxt warm-up before reporting ready")
+    admin_token: SecretStr | None = Field(
+        None, description="enables POST /admin/reload (header X-Admin-Token); unset = endpoint disabled"
+    )
+
+    # Retrieval
+    nprobe: int | None = Field(None, ge=1, description="IVF lists searched; default: the manifest's tuned value")
+    ef_search: int | None = Field(None, ge=1, description="HNSW efSearch; default: the manifest's tuned value")
+    faiss_gpu: Literal["auto", "off"] = Field("auto", description="move the index to a GPU when FAISS has one")
+
+    # Which repository model answers /v1/intent and /v1/forecast (e.g. an int8 intent variant)
+    intent_model: str = Field("intent_bert", description="model behind /v1/intent")
+    forecast_model: str = Field("tcn", description="model behind /v1/forecast")
+
+    # Intent
+    handoff_threshold: float | None = Field(
+        None, ge=0, le=1, description="confidence below it hands off to a human; default: the trained one"
+    )
+
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, v: object) -> object:
+        return v.lower() if isinstance(v, str) else v
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.artifacts / "manifest.json"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (read once; tests build their own `Settings(...)` instead)."""
+    return Settings()
