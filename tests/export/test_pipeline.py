@@ -1,0 +1,168 @@
+"""`python -m export` end to end on tiny checkpoints: repository, artifacts, manifest, report, versions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+
+import numpy as np
+import pytest
+import torch
+
+from export.models import EXPORTERS
+from export.pbtxt import check_config, parse_config
+from export.pipeline import ExportArgs, run_export
+from serving.manifest import ManifestError, verify_manifest
+from training.checkpoint import build_config, save_checkpoint
+from training.data import behavior, sales
+from training.models.two_tower import TwoTowerConfig, price_bucket_edges
+
+
+def _save(directory, name: str, spec_name: str, config: dict, fingerprint: str = "", extra: dict | None = None):
+    """A checkpoint as training writes it: the full config (defaults filled in) and random weights."""
+    exporter = EXPORTERS[spec_name]
+    full = asdict(build_config(exporter.config_cls, config))
+    module = exporter.build(full)
+    save_checkpoint(
+        directory / f"{name}.pt",
+        model_name=name,
+        config=full,
+        state_dict=module.model.state_dict(),
+        data_fingerprint=fingerprint,
+        extra=extra or {},
+    )
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    ckpts = root / "checkpoints"
+    log, _ = behavior.generate(behavior.PROFILES["tiny"], seed=0)
+    from export.features import log_fingerprint
+
+    fp = log_fingerprint(log)
+    cat = log.catalogue
+    two_tower = asdict(
+        TwoTowerConfig(
+            n_items=cat.n_items,
+            n_categories=cat.n_categories,
+            n_brands=cat.n_brands,
+            user_feature_cardinalities=tuple(log.user_feature_cardinalities),
+            n_price_buckets=4,
+            max_hist=10,
+            emb_dim=4,
+            dim=8,
+            hidden=(16,),
+        )
+    )
+    torch.manual_seed(0)
+    _save(ckpts, "two_tower", "user_tower", two_tower, fp, {"price_bucket_edges": price_bucket_edges(cat.price, 4)})
+    din = {**EXPORTERS["din"].tiny_config, "n_items": cat.n_items, "n_categories": cat.n_categories}
+    din["user_feature_cardinalities"] = list(log.user_feature_cardinalities)
+    _save(ckpts, "din", "din", din, fp)
+    _save(ckpts, "tcn", "tcn", EXPORTERS["tcn"].tiny_config)
+    args = ExportArgs(
+        checkpoints=ckpts,
+        repo=root / "model_repository",
+        artifacts=root / "artifacts",
+        exporter="torchscript",  # the dynamo path is proven in test_onnx_export; this test is about the plumbing
+        profile="tiny",
+        sales_profile="tiny",
+        latency=False,
+        int8=False,
+        recall_k=20,
+    )
+    return args, run_export(args)
+
+
+def test_every_model_with_a_checkpoint_is_exported(exported):
+    args, report = exported
+    assert set(report["models"]) == {"user_tower", "item_tower", "din", "tcn"}
+    assert "tcn" in report["table"]
+    assert [r["model"] for r in report["skipped"]] == ["intent_bert"]
+    for name in ("user_tower", "din", "tcn"):
+        cfg_path = args.repo / name / "config.pbtxt"
+        check_config(parse_config(cfg_path), args.repo / name / "1" / "model.onnx")
+    assert (args.artifacts / "models" / "item_tower" / "model.onnx").is_file()
+    assert not (args.repo / "item_tower").exists()  # offline model: not served by Triton
+
+
+def test_manifest_verifies_and_describes_retrieval(exported):
+    args, _ = exported
+    body = verify_manifest(args.artifacts / "manifest.json", expect={"retrieval.embedding_dim": 8})
+    retrieval = body["retrieval"]
+    assert retrieval["item_count"] == behavior.PROFILES["tiny"].n_items and retrieval["index_type"] == "flat"
+    assert retrieval["query_source"] == "user tower over stored histories" and retrieval["recall_at_20"] == 1.0
+    assert body["models"]["din"]["file"] == "model_repository/din/1/model.onnx"
+    assert body["models"]["din"]["data_fingerprint"] == body["data"]["behavior"]
+    assert "model_repository/tcn/config.pbtxt" in body["files"]
+
+
+def test_report_has_sizes_and_parity(exported):
+    args, _ = exported
+    report = json.loads((args.artifacts / "reports" / "export.json").read_text())
+    din = report["models"]["din"]
+    assert din["size_mb"] > 0 and din["parity"]["max_abs_err"] <= din["parity"]["atol"]
+    assert din["parity"]["batches"] == [1, 3, 64] and len(din["parity"]["lengths"]) >= 2
+    assert "| din |" in report["table"]
+
+
+def test_feature_tables_match_the_log(exported):
+    args, _ = exported
+    log, _ = behavior.generate(behavior.PROFILES["tiny"], seed=0)
+    items = np.load(args.artifacts / "features" / "items.npz")
+    users = np.load(args.artifacts / "features" / "users.npz")
+    assert (items["item_ids"] == log.catalogue.item_ids).all() and (items["category"] == log.catalogue.category).all()
+    offsets, hist = users["hist_offsets"], users["hist_items"]
+    width = int(users["max_hist"])
+    assert width == 12  # the longer of the two models' histories (two-tower 10, DIN 12)
+    assert offsets.shape == (log.n_users + 1,) and np.diff(offsets).max() == width
+    # each user's stored history = their last `width` positive events, oldest first
+    for u in (0, 7):
+        pos = (log.user == u) & (log.event >= 1)
+        assert (hist[offsets[u] : offsets[u + 1]] == log.item[pos][-width:]).all()
+    pop = np.load(args.artifacts / "features" / "popularity.npz")
+    assert len(np.unique(pop["items"])) == len(pop["items"]) and (np.diff(pop["recent_counts"]) <= 0).all()
+    # the per-item score in items.npz orders items exactly as the popularity list does
+    top = np.argsort(-items["popularity"], kind="stable")[: len(pop["items"])]
+    assert (top == pop["items"]).all()
+
+
+def test_versions_are_reused_then_bumped_and_tampering_is_caught(exported, tmp_path):
+    args, _ = exported
+    again = run_export(replace(args, models=("tcn",)))
+    assert again["models"]["tcn"]["version"] == 1  # same checkpoint: same version, overwritten
+    cfg = {**EXPORTERS["tcn"].tiny_config, "channels": 6}
+    _save(args.checkpoints, "tcn", "tcn", cfg)
+    bumped = run_export(replace(args, models=("tcn",)))
+    assert bumped["models"]["tcn"]["version"] == 2
+    assert (args.repo / "tcn" / "1").is_dir() and (args.repo / "tcn" / "2" / "model.onnx").is_file()
+    body = verify_manifest(args.artifacts / "manifest.json")  # the models not re-exported are carried over
+    assert body["models"]["tcn"]["version"] == 2 and {"din", "user_tower", "item_tower"} <= set(body["models"])
+    assert "retrieval" in body and "model_repository/tcn/1/model.onnx" not in body["files"]
+    model = args.repo / "tcn" / "2" / "model.onnx"
+    original = model.read_bytes()
+    data = bytearray(original)
+    data[-1] ^= 0xFF
+    model.write_bytes(bytes(data))
+    try:
+        with pytest.raises(ManifestError, match=r"model_repository/tcn/2/model\.onnx: sha256"):
+            verify_manifest(args.artifacts / "manifest.json")
+    finally:
+        model.write_bytes(original)  # the module's other tests share this export
+
+
+def test_sales_store_for_the_forecast_endpoint(exported):
+    args, _ = exported
+    body = verify_manifest(args.artifacts / "manifest.json")
+    assert body["forecast"]["file"] == "artifacts/features/sales.npz" and body["forecast"]["horizon"] == 5
+    f = np.load(args.artifacts / "features" / "sales.npz")
+    panel = sales.generate(sales.PROFILES["tiny"], seed=0)
+    context, horizon = 16, 5
+    assert f["units"].shape == (panel.n_series, context) and f["price"].shape == (panel.n_series, context + horizon)
+    np.testing.assert_array_equal(f["units"], panel.units[:, -context:])
+    np.testing.assert_array_equal(f["price"][:, context:], np.repeat(panel.price[:, -1:], horizon, axis=1))
+    assert (f["promo"][:, context:] == 0).all()
+    future, _ = sales.calendar_events(panel.start_date + np.timedelta64(panel.n_days, "D"), horizon)
+    np.testing.assert_array_equal(f["events"][context:], future)
+    assert str(f["origin_date"]) == str(panel.dates[-1]) and (f["series_item"] == panel.item).all()

