@@ -11,6 +11,8 @@ DATA ?= data
 ARTIFACTS ?= artifacts
 PYTEST_ARGS ?=
 TRITON_ARGS ?=
+MODELS ?= two_tower din tcn intent
+RETRAIN ?=
 
 .PHONY: help setup data models serve triton test bench lint format clean
 
@@ -34,11 +36,18 @@ data: setup ## Generate the seeded synthetic data sets (PROFILE=quick|full) into
 	$(PY) -m training.data behavior --profile $(PROFILE) --out $(DATA)/behavior
 	$(PY) -m training.data sales --profile $(PROFILE) --out $(DATA)/sales
 
-models: setup ## Train (PROFILE) and export all models into model_repository/ and artifacts/
-	@echo "models: export is not built yet (issue 5)"; exit 1
+models: setup ## Train (PROFILE) every model without a checkpoint (RETRAIN=1: all), then export them all
+	@for m in $(MODELS); do \
+	  if [ -n "$(RETRAIN)" ] || [ ! -f $(ARTIFACTS)/checkpoints/$$m.pt ]; then \
+	    echo ">> training $$m ($(PROFILE) profile)"; \
+	    $(PY) -m training train $$m --profile $(PROFILE) --out $(ARTIFACTS) || exit 1; \
+	  else echo ">> $$m: using $(ARTIFACTS)/checkpoints/$$m.pt (RETRAIN=1 to train again)"; fi; \
+	done
+	$(PY) -m export --checkpoints $(ARTIFACTS)/checkpoints --artifacts $(ARTIFACTS)
 
 serve: setup ## Build the models if none exist, then start the gateway (embedded backend)
-	@echo "serve: the gateway is not built yet (issue 6)"; exit 1
+	@test -f $(ARTIFACTS)/manifest.json || $(MAKE) --no-print-directory models
+	SERVING_ARTIFACTS=$(ARTIFACTS) $(PY) -m serving
 
 triton: setup ## Start a local Triton (pip, no Docker) over a view of model_repository/ (TRITON_ARGS=...)
 	$(PY) -m serving.triton $(TRITON_ARGS)

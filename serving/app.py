@@ -4,15 +4,17 @@ Start-up (lifespan): verify artifacts/manifest.json (a mismatch refuses to start
 the difference named), load every model of the repository with the backend and warm it up with its
 config.pbtxt warm-up requests (export writes them from the spec's example inputs), put a
 micro-batcher in front of each model (embedded backend), load the retrieval, feature and intent
-artifacts. /readyz turns 200 when that is done.
+artifacts. /readyz turns 200 when that is done. Then the gRPC API (serving/grpc_server.py) starts on
+SERVING_GRPC_PORT over the same Runtime, unless SERVING_GRPC_ENABLED=false.
 
 Reload without dropping requests: SIGHUP or `POST /admin/reload` re-verifies the manifest, loads the
 new model versions beside the serving ones (warmed), reloads the artifacts, then swaps both in one
 step of the event loop; requests already running finish on what they started with.
 
 Shutdown (SIGTERM): uvicorn stops accepting connections and lets open requests finish (up to
-SERVING_DRAIN_TIMEOUT_S); then the runtime marks itself draining (/readyz 503), waits for any request
-still counted in flight, the batchers run what is queued, and the sessions close.
+SERVING_DRAIN_TIMEOUT_S); then gRPC health turns NOT_SERVING and the gRPC server refuses new calls
+and lets running ones finish (the same timeout); then the runtime marks itself draining (/readyz 503),
+waits for any request still counted in flight, the batchers run what is queued, and the sessions close.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ from serving.errors import (
     Unavailable,
 )
 from serving.features import ITEMS_FILE, FeatureStore, ForecastFeatureSource
+from serving.forecast_source import SALES_FILE, StoredSales
 from serving.intent import METADATA_FILE, IntentClassifier
-from serving.manifest import ManifestError, key_path, load_manifest, lookup, resolve_roots, verify_manifest
+from serving.manifest import MISSING, ManifestError, key_path, load_manifest, lookup, resolve_roots, verify_manifest
 from serving.metrics import Metrics
 from serving.retrieval import Retriever
 from serving.settings import Settings, get_settings
@@ -86,7 +89,7 @@ class Artifacts:
 def _manifest_file(manifest: Mapping[str, Any] | None, dotted: str, settings: Settings, default: str) -> Path:
     """Path of an artifact the manifest names (e.g. retrieval.file), else the default under artifacts/."""
     key = lookup(manifest, dotted) if manifest else None
-    if isinstance(key, str):
+    if isinstance(key, str) and key != MISSING:
         roots = resolve_roots(settings.manifest_path, _roots(settings))
         return key_path(key, roots)
     return settings.artifacts / default
@@ -123,9 +126,31 @@ def load_artifacts(
         intent = IntentClassifier.load(settings.artifacts, settings.handoff_threshold)
     else:
         problems["intent"] = f"{settings.artifacts / METADATA_FILE} not found ({hint})"
-    problems["forecast"] = "the TCN feature builder is not in serving/ yet (issue 5/6); forecasts are not served"
+    forecast = None
+    sales_path = _manifest_file(manifest, "forecast.file", settings, SALES_FILE)
+    section = lookup(manifest, "forecast") if manifest else None
+    if sales_path.is_file() and isinstance(section, Mapping):
+        forecast = StoredSales.load(sales_path, section)
+    else:
+        why = "not found" if not sales_path.is_file() else "has no forecast section in the manifest"
+        problems["forecast"] = f"{sales_path} {why} ({hint})"
     _check_consistency(features, retriever, intent, models, settings.intent_model)
-    return Artifacts(features, retriever, intent, None, problems)
+    _check_forecast(forecast, models.get(settings.forecast_model))
+    return Artifacts(features, retriever, intent, forecast, problems)
+
+
+def _check_forecast(forecast: StoredSales | None, tcn: ModelInfo | None) -> None:
+    """The stored sales' feature layout must be the one the served TCN was trained on."""
+    if forecast is None or tcn is None:
+        return
+    dims = {t.name: tuple(t.dims) for t in tcn.inputs}
+    want = {
+        "past_features": (forecast.spec.n_past, forecast.spec.context_days),
+        "future_features": (forecast.spec.n_future, forecast.spec.horizon),
+    }
+    wrong = [f"{k} {dims[k]} != {v}" for k, v in want.items() if k in dims and dims[k] != v and -1 not in dims[k]]
+    if wrong:
+        raise ManifestError("forecast features do not fit the TCN: " + "; ".join(wrong))
 
 
 def _check_consistency(
@@ -457,10 +482,13 @@ def create_app(settings: Settings | None = None, *, backend: InferenceBackend | 
             raise
         hup = _install_sighup(runtime)
         try:
+            await _start_grpc(app, runtime)
             yield
         finally:
             if hup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            if app.state.grpc is not None:
+                await app.state.grpc.stop(settings.drain_timeout_s)
             await runtime.stop()
 
     app = FastAPI(
@@ -470,6 +498,7 @@ def create_app(settings: Settings | None = None, *, backend: InferenceBackend | 
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.grpc = None  # the GrpcServer once started; .port is the bound port
     _install_error_handlers(app, runtime.metrics)
     # Added innermost first: a request meets RequestContext, then BodyLimit, then Timeout.
     app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout_s, metrics=runtime.metrics)
@@ -482,6 +511,15 @@ def create_app(settings: Settings | None = None, *, backend: InferenceBackend | 
     for module in (health, models, admin, recommend, rank, forecast, intent):
         app.include_router(module.router)
     return app
+
+
+async def _start_grpc(app: FastAPI, runtime: Runtime) -> None:
+    """The gRPC API beside HTTP, over the same Runtime; a port it cannot bind stops start-up like HTTP's."""
+    if not runtime.settings.grpc_enabled:
+        return
+    from serving.grpc_server import GrpcServer  # imported here: HTTP-only use never loads grpc or the stubs
+
+    app.state.grpc = await GrpcServer.start(runtime)
 
 
 def _install_sighup(runtime: Runtime) -> bool:

@@ -229,9 +229,8 @@ class ForecastInputs:
 
 class ForecastFeatureSource(Protocol):
     """Builds the TCN's inputs for (store, item) from the request's sales history or the stored recent
-    sales. The implementation needs export's sales artifacts and the TCN feature builder
-    (training/tasks/tcn_windows.py, which serving may not import); until both are in serving/ the
-    gateway has none and /v1/forecast answers 503. Raise InvalidInput naming the field for an unknown
-    series or a history the model cannot use."""
+    sales (serving/forecast_source.py over export's features/sales.npz); without that file /v1/forecast
+    answers 503. Raise InvalidInput naming the field for an unknown series or a history the model
+    cannot use."""
 
     def build(self, store_id: int | str, item_id: int | str, history: SalesHistory | None) -> ForecastInputs: ...

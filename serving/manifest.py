@@ -166,7 +166,7 @@ def verify_manifest(
     return body
 
 
-_MISSING = "<absent>"
+MISSING = "<absent>"
 
 
 def lookup(body: Mapping[str, Any], dotted: str) -> Any:
@@ -174,6 +174,6 @@ def lookup(body: Mapping[str, Any], dotted: str) -> Any:
     node: Any = body
     for part in dotted.split("."):
         if not isinstance(node, Mapping) or part not in node:
-            return _MISSING
+            return MISSING
         node = node[part]
     return node

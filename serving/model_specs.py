@@ -377,7 +377,7 @@ INTENT = register(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# TCN demand forecast (training/models/tcn.py; feature layout in training/tasks/tcn_windows.py).
+# TCN demand forecast (training/models/tcn.py; feature layout in serving/forecast_features.py).
 
 
 def _tcn_example(

@@ -25,7 +25,8 @@ class Settings(BaseSettings):
     # Network
     host: str = Field("127.0.0.1", description="interface to bind; 0.0.0.0 inside a container")
     port: int = Field(8080, ge=1, le=65535, description="HTTP port")
-    grpc_port: int = Field(50051, ge=1, le=65535, description="gRPC port (storefront API, issue 7)")
+    grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (storefront API); 0 = any free port")
+    grpc_enabled: bool = Field(True, description="serve the gRPC API beside HTTP, over the same models")
 
     # Where the models come from
     backend: Backend = Field("embedded", description="embedded ONNX Runtime, or a Triton server")

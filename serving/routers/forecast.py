@@ -1,7 +1,7 @@
 """POST /v1/forecast: P10/P50/P90 demand per day and, with `stock`, the replenishment advice.
 
-The TCN's inputs come from a ForecastFeatureSource (serving/features.py); until export's sales
-artifacts and the feature builder are in serving/, none is loaded and this route answers 503.
+The TCN's inputs come from a ForecastFeatureSource (serving/forecast_source.py over export's
+features/sales.npz); without those artifacts this route answers 503.
 """
 
 from __future__ import annotations

@@ -3,76 +3,22 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from export.models import EXPORTERS
 from export.pbtxt import check_config, parse_config
-from export.pipeline import ExportArgs, run_export
+from export.pipeline import run_export
 from serving.manifest import ManifestError, verify_manifest
-from training.checkpoint import build_config, save_checkpoint
+from tests.export.tiny_pipeline import export_tiny, save_tiny
 from training.data import behavior, sales
-from training.models.two_tower import TwoTowerConfig, price_bucket_edges
-
-
-def _save(directory, name: str, spec_name: str, config: dict, fingerprint: str = "", extra: dict | None = None):
-    """A checkpoint as training writes it: the full config (defaults filled in) and random weights."""
-    exporter = EXPORTERS[spec_name]
-    full = asdict(build_config(exporter.config_cls, config))
-    module = exporter.build(full)
-    save_checkpoint(
-        directory / f"{name}.pt",
-        model_name=name,
-        config=full,
-        state_dict=module.model.state_dict(),
-        data_fingerprint=fingerprint,
-        extra=extra or {},
-    )
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    ckpts = root / "checkpoints"
-    log, _ = behavior.generate(behavior.PROFILES["tiny"], seed=0)
-    from export.features import log_fingerprint
-
-    fp = log_fingerprint(log)
-    cat = log.catalogue
-    two_tower = asdict(
-        TwoTowerConfig(
-            n_items=cat.n_items,
-            n_categories=cat.n_categories,
-            n_brands=cat.n_brands,
-            user_feature_cardinalities=tuple(log.user_feature_cardinalities),
-            n_price_buckets=4,
-            max_hist=10,
-            emb_dim=4,
-            dim=8,
-            hidden=(16,),
-        )
-    )
-    torch.manual_seed(0)
-    _save(ckpts, "two_tower", "user_tower", two_tower, fp, {"price_bucket_edges": price_bucket_edges(cat.price, 4)})
-    din = {**EXPORTERS["din"].tiny_config, "n_items": cat.n_items, "n_categories": cat.n_categories}
-    din["user_feature_cardinalities"] = list(log.user_feature_cardinalities)
-    _save(ckpts, "din", "din", din, fp)
-    _save(ckpts, "tcn", "tcn", EXPORTERS["tcn"].tiny_config)
-    args = ExportArgs(
-        checkpoints=ckpts,
-        repo=root / "model_repository",
-        artifacts=root / "artifacts",
-        exporter="torchscript",  # the dynamo path is proven in test_onnx_export; this test is about the plumbing
-        profile="tiny",
-        sales_profile="tiny",
-        latency=False,
-        int8=False,
-        recall_k=20,
-    )
-    return args, run_export(args)
+    return export_tiny(tmp_path_factory.mktemp("export"))
 
 
 def test_every_model_with_a_checkpoint_is_exported(exported):
@@ -133,7 +79,7 @@ def test_versions_are_reused_then_bumped_and_tampering_is_caught(exported, tmp_p
     again = run_export(replace(args, models=("tcn",)))
     assert again["models"]["tcn"]["version"] == 1  # same checkpoint: same version, overwritten
     cfg = {**EXPORTERS["tcn"].tiny_config, "channels": 6}
-    _save(args.checkpoints, "tcn", "tcn", cfg)
+    save_tiny(args.checkpoints, "tcn", "tcn", cfg)
     bumped = run_export(replace(args, models=("tcn",)))
     assert bumped["models"]["tcn"]["version"] == 2
     assert (args.repo / "tcn" / "1").is_dir() and (args.repo / "tcn" / "2" / "model.onnx").is_file()

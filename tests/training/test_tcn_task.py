@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from serving.forecast_features import FeatureSpec
 from training.checkpoint import build_config, load_checkpoint
 from training.data.sales import PROFILES as SALES_PROFILES
 from training.data.sales import generate, save_dir, split_last_days
@@ -21,7 +22,6 @@ from training.tasks.tcn import (
     make_batch,
     run,
 )
-from training.tasks.tcn_windows import FeatureSpec
 
 H, K = 5, 6
 

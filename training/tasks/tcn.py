@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from serving.forecast_features import FeatureSpec, panel_calendar, shift_ids, take_windows, window_features
 from serving.replenishment import period_demand_quantiles
 from training.checkpoint import save_checkpoint
 from training.common import fingerprint, progress, set_seed, torch_device
@@ -38,7 +39,6 @@ from training.metrics.forecast import interval_coverage, mase, seasonal_naive, w
 from training.models.tcn import TCNConfig, TCNForecaster
 from training.report import format_table, write_report
 from training.tasks.base import EarlyStopping, TrainArgs
-from training.tasks.tcn_windows import FeatureSpec, panel_calendar, shift_ids, take_windows, window_features
 
 HORIZON = 28
 MIN_OBS = 28  # observed days before an origin for it to be trained or validated on (a stable scale)
@@ -419,7 +419,7 @@ def run(args: TrainArgs) -> dict:
         extra={
             "feature_spec": spec.to_dict(),
             "scaling": "series_scale = 1 + mean observed units of the last scale_days up to the origin; "
-            "outputs are multiplied by it (training/tasks/tcn_windows.py)",
+            "outputs are multiplied by it (serving/forecast_features.py)",
             "input_names": list(INPUT_NAMES),
             "output_names": list(OUTPUT_NAMES),
             "quantile_levels": list(cfg.quantiles),

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.tasks.tcn_windows import (
+from serving.forecast_features import (
     FeatureSpec,
     calendar_features,
     panel_calendar,
@@ -153,7 +153,7 @@ def test_errors_name_the_problem():
 def test_module_imports_no_torch_and_no_training():
     code = (
         "import sys, importlib.util\n"
-        "spec = importlib.util.spec_from_file_location('w', 'training/tasks/tcn_windows.py')\n"
+        "spec = importlib.util.spec_from_file_location('w', 'serving/forecast_features.py')\n"
         "m = sys.modules['w'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
         "assert 'torch' not in sys.modules and not any(k.startswith('training') for k in sys.modules)\n"
     )

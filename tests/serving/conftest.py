@@ -1,0 +1,15 @@
+"""Every gateway a test starts serves gRPC on a free port (SERVING_GRPC_PORT=0), so apps that run at the
+same time, or a gateway already running on this machine, never fight over port 50051."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _grpc_on_a_free_port() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SERVING_GRPC_PORT", "0")
+        yield
