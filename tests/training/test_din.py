@@ -80,6 +80,20 @@ def test_attention_depends_on_candidate_but_sum_pooling_does_not():
     assert not any(k.startswith("attention") for k in summ.state_dict())
 
 
+def test_blockwise_activation_unit_equals_the_mlp_on_the_concatenation():
+    torch.manual_seed(0)
+    m = DIN(cfg(pooling="attention"))
+    hist, cats, length, cand, ccat, _uf = batch()
+    mask = (torch.arange(L)[None, :] < length[:, None]).float()
+    h = torch.cat([m.item_emb(hist), m.cat_emb(cats)], dim=-1)
+    c = torch.cat([m.item_emb(cand), m.cat_emb(ccat)], dim=-1)
+    ce = c.unsqueeze(1).expand_as(h)
+    for mode in (m.train, m.eval):
+        mode()
+        want = m.attention(torch.cat([h, ce, h - ce, h * ce], dim=-1), mask).squeeze(-1)
+        assert torch.allclose(m.activation_weights(h, c, mask), want, atol=1e-5)
+
+
 def test_empty_history_is_finite():
     m = DIN(cfg()).eval()
     z = torch.zeros(3, L, dtype=torch.long)

@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-PROFILES = ("quick", "full")
+# tiny: seconds-long smoke runs (two_tower, din, tcn; intent has none and says so); quick: minutes; full: the README.
+PROFILES = ("tiny", "quick", "full")
 
 
 @dataclass

@@ -11,6 +11,8 @@ impressions. Hard negatives from the two-tower's candidates are not used.
 Splits (per user, by time, `leave_last_out` twice): fit | valid | test. Early stopping watches the
 valid AUC. In the same run: the DIN (attention pooling), the base model (same code, sum pooling), a
 popularity baseline (each item's smoothed click-through rate in the fit log), and the oracle.
+Both DIN variants train alike, with the paper's mini-batch aware regularisation of the id embeddings
+(`mba_penalty`) and histories cut to each batch's longest (padding never changes a score).
 """
 
 from __future__ import annotations
@@ -49,13 +51,17 @@ class DINTrainConfig:
     attention_hidden: tuple[int, ...] = (64, 32)
     head_hidden: tuple[int, ...] = (128, 64)
     activation: str = "dice"
-    max_hist: int = 50
+    # Chosen on the valid AUC (quick data): 10 recent positives beat 20 and 50 (older ones are noise to the
+    # attention) and cost a fifth; mini-batch aware regularisation stops the item embeddings overfitting
+    # after ~5 epochs (+0.007 valid AUC); lr 4e-3 at batch 1024 matches batch 256 at 2e-3 in a third of the time.
+    max_hist: int = 10
     batch_size: int = 1024
-    lr: float = 2e-3
+    lr: float = 4e-3
     weight_decay: float = 0.0
     epochs: int = 8
     patience: int = 2
     sampled_negatives: int = 0  # per positive, training rows only (see the module docstring)
+    mba_lambda: float = 0.05  # mini-batch aware L2 on the item/category embeddings (see `mba_penalty`); 0 = off
     valid_rows: int = 50_000  # rows scored for early stopping
     train_base: bool = True  # also train the sum-pooling base model for the report
 
@@ -64,8 +70,8 @@ TRAIN_PROFILES: dict[str, DINTrainConfig] = {
     "tiny": DINTrainConfig(
         emb_dim=4, attention_hidden=(8,), head_hidden=(16,), max_hist=10, batch_size=128, epochs=2, valid_rows=2000
     ),
-    "quick": DINTrainConfig(epochs=3),
-    "full": DINTrainConfig(emb_dim=24, attention_hidden=(80, 40), head_hidden=(200, 80), epochs=12, patience=2),
+    "quick": DINTrainConfig(epochs=6),
+    "full": DINTrainConfig(emb_dim=24, attention_hidden=(80, 40), head_hidden=(200, 80), epochs=10, patience=2),
 }
 
 
@@ -83,6 +89,9 @@ def din_inputs(rows: RecSamples, idx: np.ndarray, feats: Features, device: str) 
     """Rows -> (hist_item_ids [b, L], hist_cat_ids [b, L], hist_len [b], cand_item_ids [b], cand_cat_ids [b],
     user_features [b, F])."""
     hist, length = rows.histories(idx)
+    # Padding never changes a score, so drop the columns no row of this batch fills: the attention unit's
+    # cost is proportional to the width.
+    hist = hist[:, : max(int(length.max(initial=0)), 1)]
     cand = rows.item[idx]
     category = feats.category
     return (
@@ -97,13 +106,48 @@ def din_inputs(rows: RecSamples, idx: np.ndarray, feats: Features, device: str) 
 
 @torch.no_grad()
 def predict(model: DIN, rows: RecSamples, feats: Features, device: str, chunk: int = 8192) -> np.ndarray:
-    """Click logits for every row -> float32 [n_rows]."""
+    """Click logits for every row -> float32 [n_rows].
+
+    Rows go through in order of history length, so each chunk is only as wide as its longest history."""
     model.eval()
-    out = [
-        model(*din_inputs(rows, np.arange(s, min(s + chunk, len(rows))), feats, device)).cpu().numpy()
-        for s in range(0, len(rows), chunk)
-    ]
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+    order = np.argsort(rows.hist_len, kind="stable")
+    out = np.zeros(len(rows), dtype=np.float32)
+    for s in range(0, len(rows), chunk):
+        idx = order[s : s + chunk]
+        out[idx] = model(*din_inputs(rows, idx, feats, device)).cpu().numpy()
+    return out
+
+
+def id_counts(rows: RecSamples, category: np.ndarray, n_items: int, chunk: int = 200_000) -> tuple[np.ndarray, ...]:
+    """How often each item and category occurs in the training rows (as candidate or in a history).
+
+    -> (item counts [n_items + 1], category counts [n_categories + 1]) indexed by model id (0 = padding)."""
+    items = np.bincount(rows.item, minlength=n_items).astype(np.float64)
+    for s in range(0, len(rows), chunk):
+        hist, length = rows.histories(np.arange(s, min(s + chunk, len(rows))))
+        items += np.bincount(hist[np.arange(hist.shape[1])[None, :] < length[:, None]], minlength=n_items)
+    cats = np.bincount(category, weights=items, minlength=int(category.max(initial=0)) + 1)
+    return np.concatenate([[0.0], items]), np.concatenate([[0.0], cats])
+
+
+def mba_penalty(
+    model: DIN, inputs: tuple[torch.Tensor, ...], inv_counts: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """Mini-batch aware regularisation (Zhou et al. 2018, section 4.1): sum over the item and category ids
+    present in this batch of ||w_j||^2 / n_j, n_j = the id's occurrences in the training rows.
+
+    Plain L2 would touch all the embedding rows every step and weight decay in Adam shrinks them all; this
+    penalises only what the batch uses, and rare ids (the ones that overfit) the most per occurrence.
+    inputs: `din_inputs` output; inv_counts: (1 / item counts, 1 / category counts), 0 at padding."""
+    hist_items, hist_cats, _, cand_items, cand_cats, _ = inputs
+    total = torch.zeros((), device=cand_items.device)
+    for emb, ids, inv in (
+        (model.item_emb, torch.cat([hist_items.flatten(), cand_items]), inv_counts[0]),
+        (model.cat_emb, torch.cat([hist_cats.flatten(), cand_cats]), inv_counts[1]),
+    ):
+        used = torch.unique(ids)
+        total = total + (emb.weight[used].square().sum(dim=1) * inv[used]).sum()
+    return total
 
 
 def fit(
@@ -124,6 +168,10 @@ def fit(
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     stopper = EarlyStopping(patience=tc.patience, mode="max")
     epochs = max_epochs or tc.epochs
+    inv_counts = None
+    if tc.mba_lambda > 0:
+        counts = id_counts(train, feats.category, cfg.n_items)
+        inv_counts = tuple(torch.from_numpy(1.0 / np.maximum(c, 1.0) * (c > 0)).float().to(device) for c in counts)
     history = []
     for epoch in range(epochs):
         model.train()
@@ -131,10 +179,14 @@ def fit(
         total = 0.0
         bar = progress(batches, desc=f"din[{cfg.pooling}] epoch {epoch + 1}/{epochs}")
         for idx in bar:
-            logits = ddp(*din_inputs(train, idx, feats, device))
+            inputs = din_inputs(train, idx, feats, device)
+            logits = ddp(*inputs)
             loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(train.label[idx]).to(device))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if inv_counts is not None:
+                (loss + tc.mba_lambda * mba_penalty(model, inputs, inv_counts)).backward()
+            else:
+                loss.backward()
             opt.step()
             total += loss.item()
             bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -232,6 +284,7 @@ def run(args: TrainArgs) -> dict:
             metrics=results["din"],
             data_fingerprint=fingerprint(log.user, log.item, log.event, log.timestamp),
             extra={
+                "profile": args.profile,
                 "max_hist": cfg.max_hist,
                 "n_items": cat.n_items,
                 "n_categories": cat.n_categories,
