@@ -1,0 +1,33 @@
+"""DESIGN.md: bench/ imports serving's schemas only; torch (and the training code) only in the naive peer."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append((node.lineno, node.module))
+    return out
+
+
+def test_bench_import_rules() -> None:
+    offenders = []
+    for path in BENCH.rglob("*.py"):
+        naive = "baseline" in path.relative_to(BENCH).parts
+        for line, name in _imports(path):
+            top = name.split(".")[0]
+            if top in ("torch", "training", "transformers") and not naive:
+                offenders.append(f"{path.name}:{line} {name} (torch only in bench/baseline)")
+            if top == "serving" and name != "serving.schemas" and not naive:
+                offenders.append(f"{path.name}:{line} {name} (serving's schemas only)")
+            if top == "export" and path.name != "micro.py":
+                offenders.append(f"{path.name}:{line} {name} (export/retrieval.py only for the FAISS micro-benchmark)")
+    assert not offenders, offenders
