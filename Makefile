@@ -60,7 +60,7 @@ test: setup ## Run the test suite (ruff first)
 
 bench: setup ## Run the load and micro benchmarks (PROFILE=quick|full) on the built models
 	@test -f $(ARTIFACTS)/manifest.json || { echo "bench: no models yet; run \`make serve\` or \`make models\` first"; exit 1; }
-	$(PY) -m bench --profile $(PROFILE)
+	$(PY) -m bench --profile $(PROFILE) --artifacts $(ARTIFACTS)
 
 lint: setup ## ruff check and format check
 	$(VENV)/bin/ruff check .

@@ -1,9 +1,11 @@
 """Micro-batching: rows of concurrent requests for one model go to the backend as one batch.
 
 A request hands the batcher a dict of arrays with a leading row axis (DIN: one row per candidate,
-BERT: one per text). The batcher queues it, and one worker task per model takes rows off the queue
-when either `max_batch_size` rows wait or the oldest has waited `max_delay_s` (Triton's dynamic
-batching rule), concatenates them, pads variable-length axes (history length, tokens) to the longest
+BERT: one per text). The batcher queues it, and one worker task per model takes the queued rows (up
+to `max_batch_size`) as soon as the model is free: an idle model never waits for company, which only
+added latency on CPU (bench/results). With `concurrency` > 1, a batch started while another runs waits
+until `max_batch_size` rows are queued or the oldest has waited `max_delay_s` (Triton's dynamic batching
+rule). The worker concatenates them, pads variable-length axes (history length, tokens) to the longest
 in the batch with `pad_value` (0: the padding id and mask value of every model here, which the models
 ignore), runs the backend once and hands each request its own slice of the outputs.
 
@@ -131,6 +133,7 @@ class MicroBatcher:
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(params.concurrency)
+        self._active = 0  # batches of this model running now
         self._running: set[asyncio.Task] = set()
         self._closing = False
         self._task: asyncio.Task | None = None
@@ -206,12 +209,18 @@ class MicroBatcher:
             if not batch:
                 self._slots.release()
                 continue
+            self._active += 1
             task = asyncio.get_running_loop().create_task(self._run(batch))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
     async def _fill(self) -> None:
-        """Wait until a full batch is queued or the oldest request has waited max_delay."""
+        """When no batch of this model is running, dispatch now: waiting on an idle model only adds latency
+        (requests that arrive in the same event-loop turn still join). While one runs (concurrency > 1),
+        wait until a full batch is queued or the oldest request has waited max_delay, as Triton does."""
+        await asyncio.sleep(0)
+        if self._active == 0:
+            return
         deadline = self._queue[0].enqueued + self.params.max_delay_s
         while self._queued_rows < self.params.max_batch_size and not self._closing:
             remaining = deadline - time.perf_counter()
@@ -248,6 +257,7 @@ class MicroBatcher:
                     p.future.set_exception(exc)
             return
         finally:
+            self._active -= 1
             self._slots.release()
         self.batches_run += 1
         if self.observer is not None:
