@@ -7,7 +7,6 @@ threads fight over the same cores). Retrieval is a full matrix-vector product ov
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 from collections.abc import Iterator
@@ -22,10 +21,9 @@ from tokenizers import Tokenizer
 
 from bench.baseline.models import EagerModels, Tables, intent_metadata, item_vectors
 from serving.errors import InvalidInput
+from serving.forecast_answer import forecast_days, replenishment_advice
 from serving.forecast_source import SALES_FILE, StoredSales
-from serving.replenishment import plan_replenishment
 from serving.schemas import (
-    ForecastDay,
     ForecastRequest,
     ForecastResponse,
     IntentRequest,
@@ -35,7 +33,6 @@ from serving.schemas import (
     ReadyResponse,
     RecommendRequest,
     RecommendResponse,
-    Replenishment,
     ScoredItem,
 )
 
@@ -225,33 +222,8 @@ class NaivePeer:
             )
             quantiles = q.double().cpu().numpy()[0]
         with t("replenishment"):
-            levels = list(built.quantile_levels)
-            cols = [levels.index(v) for v in (0.1, 0.5, 0.9)]
-            days = []
-            for i, (a, b, c) in enumerate(quantiles[: req.horizon][:, cols].tolist()):
-                date = built.first_date + dt.timedelta(days=i) if built.first_date else None
-                days.append(ForecastDay(date=date, p10=a, p50=b, p90=c))
-            plan = None
-            if req.stock is not None:
-                p = plan_replenishment(
-                    quantiles,
-                    req.stock,
-                    req.lead_time_days,
-                    req.service_level,
-                    review_days=req.review_days,
-                    on_order=req.on_order,
-                    quantile_levels=levels,
-                )
-                plan = Replenishment(
-                    status=str(p.status),
-                    order_quantity=float(p.order_quantity),
-                    reorder_point=float(p.reorder_point),
-                    order_up_to=float(p.order_up_to),
-                    safety_stock=float(p.safety_stock),
-                    lead_time_demand_median=float(p.lead_time_demand_median),
-                    extrapolated=bool(p.extrapolated),
-                    note=p.note,
-                )
+            days = forecast_days(quantiles, built.quantile_levels, req.horizon, built.first_date)
+            plan = replenishment_advice(quantiles, built.quantile_levels, req)
         return ForecastResponse(
             store_id=req.store_id,
             item_id=req.item_id,

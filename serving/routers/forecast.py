@@ -6,17 +6,15 @@ features/sales.npz); without those artifacts this route answers 503.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 from fastapi import APIRouter
 
 from serving.app import Runtime
 from serving.features import ForecastFeatureSource
+from serving.forecast_answer import forecast_days, replenishment_advice
 from serving.metrics import StageTimer
-from serving.replenishment import plan_replenishment
 from serving.routers.deps import ERRORS, RuntimeDep
-from serving.schemas import ForecastDay, ForecastRequest, ForecastResponse, Replenishment
+from serving.schemas import ForecastRequest, ForecastResponse
 
 router = APIRouter(tags=["forecasting"])
 
@@ -31,35 +29,8 @@ async def forecast(rt: Runtime, req: ForecastRequest) -> ForecastResponse:
     with timer.stage("model"):
         quantiles = np.asarray((await rt.infer(name, built.inputs))["quantiles"], dtype=np.float64)[0]  # [H, levels]
     with timer.stage("replenishment"):
-        levels = list(built.quantile_levels)
-        cols = [levels.index(q) for q in (0.1, 0.5, 0.9)]
-        shown = quantiles[: req.horizon][:, cols].tolist()
-        start = built.first_date
-        days = [
-            ForecastDay(date=start + dt.timedelta(days=i) if start else None, p10=a, p50=b, p90=c)
-            for i, (a, b, c) in enumerate(shown)  # at most 28 answer rows
-        ]
-        plan = None
-        if req.stock is not None:  # plans over the model's whole horizon, not just the days shown
-            p = plan_replenishment(
-                quantiles,
-                req.stock,
-                req.lead_time_days,
-                req.service_level,
-                review_days=req.review_days,
-                on_order=req.on_order,
-                quantile_levels=levels,
-            )
-            plan = Replenishment(
-                status=str(p.status),
-                order_quantity=float(p.order_quantity),
-                reorder_point=float(p.reorder_point),
-                order_up_to=float(p.order_up_to),
-                safety_stock=float(p.safety_stock),
-                lead_time_demand_median=float(p.lead_time_demand_median),
-                extrapolated=bool(p.extrapolated),
-                note=p.note,
-            )
+        days = forecast_days(quantiles, built.quantile_levels, req.horizon, built.first_date)
+        plan = replenishment_advice(quantiles, built.quantile_levels, req)
     return ForecastResponse(
         store_id=req.store_id,
         item_id=req.item_id,
