@@ -134,7 +134,8 @@ def load_artifacts(
     else:
         why = "not found" if not sales_path.is_file() else "has no forecast section in the manifest"
         problems["forecast"] = f"{sales_path} {why} ({hint})"
-    _check_consistency(features, retriever, intent, models, settings.intent_model)
+    intent_model = pick_intent_model(settings.intent_model, settings.backend, models)
+    _check_consistency(features, retriever, intent, models, intent_model)
     _check_forecast(forecast, models.get(settings.forecast_model))
     return Artifacts(features, retriever, intent, forecast, problems)
 
@@ -151,6 +152,19 @@ def _check_forecast(forecast: StoredSales | None, tcn: ModelInfo | None) -> None
     wrong = [f"{k} {dims[k]} != {v}" for k, v in want.items() if k in dims and dims[k] != v and -1 not in dims[k]]
     if wrong:
         raise ManifestError("forecast features do not fit the TCN: " + "; ".join(wrong))
+
+
+INTENT_FP32, INTENT_INT8 = "intent_bert", "intent_bert_int8"
+
+
+def pick_intent_model(choice: str, backend: str, models: Mapping[str, ModelInfo]) -> str:
+    """`auto`: the int8 model where it is served by the embedded backend on the CPU only (dynamic int8 is a
+    CPU optimisation; on a GPU or behind Triton the fp32 model is the one to use), else the fp32 one."""
+    if choice != "auto":
+        return choice
+    int8 = models.get(INTENT_INT8)
+    on_cpu = int8 is not None and bool(int8.providers) and all(p == "CPUExecutionProvider" for p in int8.providers)
+    return INTENT_INT8 if backend == "embedded" and on_cpu else INTENT_FP32
 
 
 def _check_consistency(
@@ -261,7 +275,10 @@ class Runtime:
                 raise ReloadFailed(f"reload refused, the serving versions stay: {exc}") from exc
             try:
                 parts = (artifacts.features, artifacts.retriever, artifacts.intent)
-                _check_consistency(*parts, backend.models(), self.settings.intent_model)
+                models = backend.models()
+                _check_consistency(
+                    *parts, models, pick_intent_model(self.settings.intent_model, self.settings.backend, models)
+                )
             except ManifestError as exc:  # only a manifest that contradicts itself gets here
                 self.metrics.reloads.labels("failed").inc()
                 self._publish_versions()
@@ -296,6 +313,11 @@ class Runtime:
         if self.backend is None:
             raise Unavailable("the gateway is starting")
         return self.backend
+
+    @property
+    def intent_model(self) -> str:
+        """The repository model behind /v1/intent (SERVING_INTENT_MODEL, `auto` resolved)."""
+        return pick_intent_model(self.settings.intent_model, self.settings.backend, self._backend().models())
 
     def model(self, name: str) -> ModelInfo:
         """The serving version of a model, or 503 'model not loaded'."""

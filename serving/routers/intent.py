@@ -17,7 +17,7 @@ async def classify(rt: Runtime, req: IntentRequest) -> IntentResponse:
     timer = StageTimer(rt.metrics, "intent")
     with timer.stage("tokenize"):
         clf: IntentClassifier = rt.artifacts.need("intent")
-        name = rt.settings.intent_model
+        name = rt.intent_model
         model = rt.model(name)
         inputs = clf.encode(req.all_texts)
     with timer.stage("model"):

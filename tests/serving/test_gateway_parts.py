@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from serving.app import pick_intent_model
+from serving.backends.base import ModelInfo
 from serving.errors import InvalidInput
 from serving.features import IdMap, ItemTable, UserTable, din_inputs, history_inputs
 from serving.intent import IntentClassifier, IntentMetadata, softmax
@@ -137,3 +139,18 @@ def test_intent_decisions(tmp_path):
     (tmp_path / "intent" / "intent.json").write_text('{"labels": ["a"], "tokenizer_sha256": "00"}')
     with pytest.raises(ValueError, match="not the tokenizer"):
         IntentClassifier.load(tmp_path)
+
+
+def _info(name: str, providers: tuple[str, ...]) -> ModelInfo:
+    return ModelInfo(name=name, version=1, inputs=(), outputs=(), max_batch_size=8, providers=providers)
+
+
+def test_auto_intent_model_is_int8_only_on_the_embedded_cpu_backend():
+    cpu, cuda = ("CPUExecutionProvider",), ("CUDAExecutionProvider", "CPUExecutionProvider")
+    both = {"intent_bert": _info("intent_bert", cpu), "intent_bert_int8": _info("intent_bert_int8", cpu)}
+    assert pick_intent_model("auto", "embedded", both) == "intent_bert_int8"
+    assert pick_intent_model("auto", "triton", both) == "intent_bert"  # Triton decides devices itself
+    assert pick_intent_model("auto", "embedded", {"intent_bert": both["intent_bert"]}) == "intent_bert"
+    on_gpu = {**both, "intent_bert_int8": _info("intent_bert_int8", cuda)}
+    assert pick_intent_model("auto", "embedded", on_gpu) == "intent_bert"
+    assert pick_intent_model("intent_bert", "embedded", both) == "intent_bert"  # an explicit choice stands
