@@ -8,6 +8,7 @@ from `hist_len` / the mask. Everything is written into a Triton-layout repositor
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, models, pre_tokenizers
 from tritonclient.grpc import model_config_pb2 as mc
 
+from serving.errors import InvalidInput
+from serving.features import ForecastInputs
 from serving.manifest import write_manifest
 
 OPSET = 18
@@ -423,3 +426,17 @@ async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
         yield c
+
+
+class FakeSeries:
+    """Stands in for the stored sales (none in the tiny artifacts): the last 7 days of units, for one known series."""
+
+    def build(self, store_id, item_id, history):
+        if history is None:
+            if (store_id, item_id) != (1, 42):
+                raise InvalidInput(["item_id"], "no stored sales for this (store_id, item_id); send history")
+            units, end = [3.0] * 7, dt.date(2024, 3, 31)
+        else:
+            units, end = [u or 0.0 for u in history.units][-7:], history.end_date
+        units = [0.0] * (7 - len(units)) + units
+        return ForecastInputs({"past_units": np.array([units], np.float32)}, end + dt.timedelta(days=1))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import json
 
 import numpy as np
@@ -13,8 +12,6 @@ from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from serving.backends.embedded import EmbeddedBackend
-from serving.errors import InvalidInput
-from serving.features import ForecastInputs
 from serving.manifest import ManifestError
 from serving.settings import Settings
 from tests.serving import gateway_helpers as g
@@ -155,26 +152,12 @@ def test_intent_single_and_batch(client):
         assert b["intent"] == s["intent"] and abs(b["confidence"] - s["confidence"]) < 1e-6
 
 
-class FakeSeries:
-    """Stands in for the TCN feature builder: the last 7 days of units, for one known series."""
-
-    def build(self, store_id, item_id, history):
-        if history is None:
-            if (store_id, item_id) != (1, 42):
-                raise InvalidInput(["item_id"], "no stored sales for this (store_id, item_id); send history")
-            units, end = [3.0] * 7, dt.date(2024, 3, 31)
-        else:
-            units, end = [u or 0.0 for u in history.units][-7:], history.end_date
-        units = [0.0] * (7 - len(units)) + units
-        return ForecastInputs({"past_units": np.array([units], np.float32)}, end + dt.timedelta(days=1))
-
-
 def test_forecast_unavailable_then_with_a_feature_source(client):
     r = client.post("/v1/forecast", json={"store_id": 1, "item_id": 42})
     assert r.status_code == 503 and "forecast" in r.json()["detail"]
     rt = client.app.state.runtime
     saved = rt.artifacts
-    rt.artifacts = dataclasses.replace(saved, forecast=FakeSeries())
+    rt.artifacts = dataclasses.replace(saved, forecast=g.FakeSeries())
     try:
         r = client.post(
             "/v1/forecast", json={"store_id": 1, "item_id": 42, "horizon": 5, "stock": 2, "lead_time_days": 3}

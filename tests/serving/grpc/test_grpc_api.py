@@ -7,14 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
 import math
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import httpx
-import numpy as np
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
@@ -22,8 +20,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from serving.app import create_app
 from serving.backends.embedded import EmbeddedBackend
-from serving.errors import InvalidInput
-from serving.features import ForecastInputs
 from serving.grpc_messages import as_dict
 from serving.grpc_server import SERVICE
 from serving.proto import storefront_pb2 as pb
@@ -70,20 +66,6 @@ class SlowBackend(EmbeddedBackend):
         if self.fail:
             raise RuntimeError("secret internal detail")
         return await super().infer(model, inputs)
-
-
-class FakeSales:
-    """Stands in for the stored sales (none in the tiny artifacts): the last 7 days of units of (1, 42)."""
-
-    def build(self, store_id, item_id, history):
-        if history is None:
-            if (store_id, item_id) != (1, 42):
-                raise InvalidInput(["item_id"], "no stored sales for this (store_id, item_id); send history")
-            units, end = [3.0] * 7, dt.date(2024, 3, 31)
-        else:
-            units, end = [u or 0.0 for u in history.units][-7:], history.end_date
-        units = [0.0] * (7 - len(units)) + units
-        return ForecastInputs({"past_units": np.array([units], np.float32)}, end + dt.timedelta(days=1))
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +152,7 @@ async def test_forecast_unavailable_then_equals_http(gw):
     assert code == grpc.StatusCode.UNAVAILABLE and "forecast" in details
     assert meta["error-code"] == "unavailable"
     saved = gw.rt.artifacts
-    gw.rt.artifacts = dataclasses.replace(saved, forecast=FakeSales())
+    gw.rt.artifacts = dataclasses.replace(saved, forecast=g.FakeSeries())
     try:
         message = pb.ForecastRequest(store_id=Id(1), item_id=Id(42), horizon=5, stock=2, lead_time_days=3)
         body = {"store_id": 1, "item_id": 42, "horizon": 5, "stock": 2, "lead_time_days": 3}
