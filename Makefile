@@ -54,17 +54,19 @@ serve: setup ## Build the models if none exist, then start the gateway (embedded
 triton: setup ## Start a local Triton (pip, no Docker) over a view of model_repository/ (TRITON_ARGS=...)
 	$(PY) -m serving.triton $(TRITON_ARGS)
 
-test: setup ## Run the test suite (ruff first)
+test: setup ## Run the test suite (ruff and the import contracts first)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: setup ## Run the load and micro benchmarks (PROFILE=quick|full) on the built models
 	@test -f $(ARTIFACTS)/manifest.json || { echo "bench: no models yet; run \`make serve\` or \`make models\` first"; exit 1; }
 	$(PY) -m bench --profile $(PROFILE) --artifacts $(ARTIFACTS)
 
-lint: setup ## ruff check and format check
+lint: setup ## ruff check, format check and the import contracts (pyproject [tool.importlinter])
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: setup ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .

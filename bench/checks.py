@@ -11,7 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.payloads import ENDPOINTS
-from serving.schemas import ForecastResponse, IntentResponse, RecommendResponse
+from serving.forecast.schemas import ForecastResponse
+from serving.intent.schemas import IntentResponse
+from serving.recommend.schemas import RecommendResponse
 
 DEFAULT_MIX = "recommend=70,intent=20,forecast=10"
 # Stages of the answers' timings_ms that are model or index work; the rest is the server's own overhead.

@@ -2,35 +2,45 @@
 
 The gateway sends, per /v1/recommend, one user-tower row and one DIN row per candidate, each with the
 user's history (its real length, at most the served model's maximum); per /v1/intent, one text tokenized
-to its own length. The typical shapes come from the artifacts: the median stored history length (cut to
-the served model's maximum, as the gateway does) and the median token count of the load test's messages.
-Ids are real (a stored user's history, random catalogue items with their categories), so no input takes
-a path real traffic would not.
+to its own length. The rows are built by the gateway's own code (serving/recommend/features.py) from the
+artifacts' feature tables, for a typical stored user: the median history length among users with one,
+cut to the served model's maximum as the gateway does, against random catalogue items; BERT gets a text
+of the median token count of the load test's messages. So no input takes a path real traffic would not.
+Arrays come back contiguous, as the gateway's backends make them before a model runs.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from bench.payloads import intent_texts
+from serving.recommend.features import FeatureStore, UserTable, din_inputs, user_tower_inputs
 
-ID_OFFSET = 1  # model ids = index + 1 (serving/model_specs.py)
+__all__ = [
+    "FeatureStore",
+    "IntentTexts",
+    "din_request",
+    "served_lengths",
+    "typical_user",
+    "user_tower_batch",
+    "user_tower_request",
+    "users_with_history",
+]
 
 
 def served_lengths(repository: Path, model: str) -> dict[str, int]:
     """Longest warm-up length of each dynamic input in `model`'s config.pbtxt: the history length the gateway
     cuts to (export warms up at the model's maximum)."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
+    from serving.contracts.triton_config import parse_config  # tritonclient's protobuf: only when asked
 
     path = repository / model / "config.pbtxt"
     if not path.is_file():
         return {}
-    cfg = text_format.Parse(path.read_text(), mc.ModelConfig())
+    cfg = parse_config(path)
     out: dict[str, int] = {}
     for t in cfg.input:
         axes = [i for i, d in enumerate(t.dims) if d == -1]
@@ -40,84 +50,65 @@ def served_lengths(repository: Path, model: str) -> dict[str, int]:
     return out
 
 
-@dataclass(frozen=True)
-class Catalogue:
-    category: np.ndarray  # [n_items] 0-based
-    hist_offsets: np.ndarray
-    hist_items: np.ndarray
-    user_features: np.ndarray | None  # raw codes, -1 = unknown
-
-    @classmethod
-    def load(cls, artifacts: Path) -> Catalogue:
-        with np.load(artifacts / "features" / "items.npz", allow_pickle=False) as z:
-            category = z["category"].astype(np.int64)
-        with np.load(artifacts / "features" / "users.npz", allow_pickle=False) as z:
-            feats = z["user_features"].astype(np.int64) if "user_features" in z.files else None
-            return cls(category, z["hist_offsets"].astype(np.int64), z["hist_items"].astype(np.int64), feats)
-
-    def typical_user(self) -> int:
-        """A user whose stored history has the median length among users with one."""
-        lengths = np.diff(self.hist_offsets)
-        known = np.flatnonzero(lengths > 0)
-        if known.size == 0:
-            raise ValueError("no stored user history in users.npz")
-        median = np.median(lengths[known])
-        return int(known[np.argmin(np.abs(lengths[known] - median))])
-
-    def history(self, user: int, max_hist: int | None) -> np.ndarray:
-        h = self.hist_items[self.hist_offsets[user] : self.hist_offsets[user + 1]]
-        return h[-max_hist:] if max_hist else h
+def _users(fs: FeatureStore) -> UserTable:
+    if fs.users is None:
+        raise FileNotFoundError("no features/users.npz in the artifacts: bench inputs need stored user histories")
+    return fs.users
 
 
-def _history_rows(cat: Catalogue, user: int, rows: int, max_hist: int | None) -> dict[str, np.ndarray]:
-    h = cat.history(user, max_hist)
-    ids = np.repeat((h + ID_OFFSET)[None, :], rows, axis=0)
-    cats = np.repeat((cat.category[h] + ID_OFFSET)[None, :], rows, axis=0)
-    return {"hist_item_ids": ids, "hist_cat_ids": cats, "hist_len": np.full(rows, h.size, dtype=np.int64)}
+def users_with_history(fs: FeatureStore) -> np.ndarray:
+    return np.flatnonzero(np.diff(_users(fs).hist_offsets) > 0)
 
 
-def _user_features(cat: Catalogue, user: int, rows: int, n_features: int) -> np.ndarray:
-    raw = cat.user_features[user, :n_features] if cat.user_features is not None else np.full(n_features, -1)
-    return np.repeat((np.maximum(raw, -1) + 1)[None, :], rows, axis=0).astype(np.int64)
+def typical_user(fs: FeatureStore) -> int:
+    """A user whose stored history has the median length among users with one."""
+    known = users_with_history(fs)
+    if known.size == 0:
+        raise ValueError("no stored user history in users.npz")
+    lengths = np.diff(_users(fs).hist_offsets)[known]
+    return int(known[np.argmin(np.abs(lengths - np.median(lengths)))])
 
 
-def user_tower_inputs(cat: Catalogue, n_features: int, max_hist: int | None = None) -> dict[str, np.ndarray]:
-    user = cat.typical_user()
-    out = _history_rows(cat, user, 1, max_hist)
-    if n_features:
-        out["user_features"] = _user_features(cat, user, 1, n_features)
-    return out
+def _user_tower_row(fs: FeatureStore, user: int, n_features: int, max_hist: int | None) -> dict[str, np.ndarray]:
+    feats = fs.user_features(user, n_features) if n_features else None
+    return user_tower_inputs(_users(fs).history(user), fs.items, max_hist, feats)
+
+
+def _contiguous(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+
+
+def user_tower_request(fs: FeatureStore, n_features: int, max_hist: int | None = None) -> dict[str, np.ndarray]:
+    """The typical user's user-tower row, as the gateway builds it."""
+    return _contiguous(_user_tower_row(fs, typical_user(fs), n_features, max_hist))
 
 
 def user_tower_batch(
-    cat: Catalogue, n_users: int, n_features: int, max_hist: int | None = None
+    fs: FeatureStore, n_users: int, n_features: int, max_hist: int | None = None
 ) -> dict[str, np.ndarray]:
-    """User-tower rows for up to n_users stored users with a history, padded to the longest (real queries)."""
-    who = np.flatnonzero(np.diff(cat.hist_offsets) > 0)[:n_users]
-    hists = [cat.history(int(u), max_hist) for u in who]
-    width = max((h.size for h in hists), default=1)
-    ids = np.zeros((who.size, width), dtype=np.int64)
-    cats = np.zeros_like(ids)
-    for row, h in enumerate(hists):  # once per benchmark, not on a request path
-        ids[row, : h.size], cats[row, : h.size] = h + ID_OFFSET, cat.category[h] + ID_OFFSET
-    out = {"hist_item_ids": ids, "hist_cat_ids": cats, "hist_len": np.array([h.size for h in hists], dtype=np.int64)}
-    if n_features:
-        out["user_features"] = np.concatenate([_user_features(cat, int(u), 1, n_features) for u in who])
+    """User-tower rows for up to n_users stored users with a history: each row as the gateway builds it, stacked
+    with the histories zero-padded to the longest (as the gateway's micro-batcher pads concurrent requests)."""
+    parts = [_user_tower_row(fs, int(u), n_features, max_hist) for u in users_with_history(fs)[:n_users]]
+    if not parts:
+        raise ValueError("no stored user history in users.npz")
+    width = max(p["hist_item_ids"].shape[1] for p in parts)
+    out = {}
+    for name in parts[0]:
+        arrays = [p[name] for p in parts]
+        if name in ("hist_item_ids", "hist_cat_ids"):
+            arrays = [np.pad(a, ((0, 0), (0, width - a.shape[1]))) for a in arrays]
+        out[name] = np.concatenate(arrays)
     return out
 
 
-def din_inputs(
-    cat: Catalogue, rows: int, n_features: int, max_hist: int | None = None, seed: int = 0
+def din_request(
+    fs: FeatureStore, rows: int, n_features: int, max_hist: int | None = None, seed: int = 0
 ) -> dict[str, np.ndarray]:
-    """`rows` DIN rows: the typical user's history against random catalogue items."""
-    user = cat.typical_user()
-    out = _history_rows(cat, user, rows, max_hist)
-    cand = np.random.default_rng(seed).integers(0, cat.category.size, size=rows)
-    out["cand_item_ids"] = cand + ID_OFFSET
-    out["cand_cat_ids"] = cat.category[cand] + ID_OFFSET
-    if n_features:
-        out["user_features"] = _user_features(cat, user, rows, n_features)
-    return out
+    """`rows` DIN rows as the gateway builds them: the typical user's history against random catalogue items."""
+    user = typical_user(fs)
+    candidates = np.random.default_rng(seed).integers(0, len(fs.items), size=rows)
+    feats = fs.user_features(user, n_features) if n_features else None
+    return _contiguous(din_inputs(_users(fs).history(user), candidates, fs.items, max_hist, feats))
 
 
 class IntentTexts:

@@ -93,7 +93,7 @@ def served_like(
     None when the served index cannot give its vectors back."""
     import faiss
 
-    from bench.inputs import Catalogue, served_lengths, user_tower_batch
+    from bench.inputs import FeatureStore, served_lengths, user_tower_batch
     from export import retrieval as r
 
     path = artifacts / "retrieval" / "items.faiss"
@@ -125,7 +125,7 @@ def served_like(
         return out, r.sample_queries(out, n_queries, seed=1), source + "; queries: noisy item vectors"
     session = ort_session(tower, 1, "cpu")
     max_hist = served_lengths(repository, "user_tower").get("hist_item_ids")
-    feed = user_tower_batch(Catalogue.load(artifacts), n_queries, _feature_count(session), max_hist)
+    feed = user_tower_batch(FeatureStore.load(artifacts), n_queries, _feature_count(session), max_hist)
     feed = {i.name: feed[i.name] for i in session.get_inputs()}
     queries = session.run(None, feed)[0]
     return out, queries, source + f"; queries: user-tower vectors of {len(queries):,} stored users"
@@ -228,16 +228,16 @@ def _feature_count(session: Any) -> int:
 def din_bench(
     repository: Path, artifacts: Path, batch_sizes: Sequence[int], seconds: float, threads: int, device: str
 ) -> list[dict[str, Any]]:
-    from bench.inputs import Catalogue, din_inputs, served_lengths
+    from bench.inputs import FeatureStore, din_request, served_lengths
 
     path = model_file(repository, "din")
     if path is None:
         raise FileNotFoundError(f"no DIN model under {repository}/din (run `make models`)")
     session = ort_session(path, threads, device)
-    cat = Catalogue.load(artifacts)
+    fs = FeatureStore.load(artifacts)
     rows = []
     for b in batch_sizes:
-        feed = din_inputs(cat, b, _feature_count(session), served_lengths(repository, "din").get("hist_item_ids"))
+        feed = din_request(fs, b, _feature_count(session), served_lengths(repository, "din").get("hist_item_ids"))
         feed = {i.name: feed[i.name] for i in session.get_inputs()}
         session.run(None, feed)  # first call allocates
         t = timed(lambda f=feed: session.run(None, f), seconds)

@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from serving.schemas import ForecastRequest, IntentRequest, RecommendRequest
+from serving.forecast.schemas import ForecastRequest
+from serving.intent.schemas import IntentRequest
+from serving.recommend.schemas import RecommendRequest
 
 ENDPOINTS = {"recommend": "/v1/recommend", "intent": "/v1/intent", "forecast": "/v1/forecast"}
 REQUEST_MODELS = {"recommend": RecommendRequest, "intent": IntentRequest, "forecast": ForecastRequest}

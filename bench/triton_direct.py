@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.inputs import Catalogue, IntentTexts, din_inputs, served_lengths, user_tower_inputs
+from bench.inputs import FeatureStore, IntentTexts, din_request, served_lengths, user_tower_request
 
 FIELDS = ("tool", "model", "concurrency", "rows", "requests", "rps", "rows_per_s", "p50_ms", "p95_ms", "p99_ms")
 TRITON_DTYPES = {"INT64": np.int64, "INT32": np.int32, "FP32": np.float32, "FP16": np.float16, "BOOL": np.bool_}
@@ -53,9 +53,9 @@ def request_inputs(
     n_features = int(shapes["user_features"][-1]) if "user_features" in shapes else 0
     max_hist = served_lengths(repository, model).get("hist_item_ids") if repository else None
     if model.startswith("din"):
-        arrays = din_inputs(Catalogue.load(artifacts), rows, n_features, max_hist)
+        arrays = din_request(FeatureStore.load(artifacts), rows, n_features, max_hist)
     elif model.startswith("user_tower"):
-        arrays = user_tower_inputs(Catalogue.load(artifacts), n_features, max_hist)
+        arrays = user_tower_request(FeatureStore.load(artifacts), n_features, max_hist)
     elif model.startswith("intent"):
         arrays = IntentTexts(artifacts).typical(rows)
     else:
@@ -63,7 +63,8 @@ def request_inputs(
     out = {}
     for name, shape in shapes.items():
         a = arrays[name]
-        # A [batch] tensor declared as dims [1] travels as [batch, 1] (export/pbtxt.py, backends/triton.py).
+        # A [batch] tensor declared as dims [1] travels as [batch, 1] (serving/contracts/triton_config.py,
+        # serving/runtime/backends/triton.py).
         out[name] = a.reshape(*a.shape, 1) if a.ndim == len(shape) - 1 else a
     return out
 

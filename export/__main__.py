@@ -16,7 +16,7 @@ from pathlib import Path
 from export.onnx_export import DEFAULT_OPSET
 from export.pipeline import ExportArgs, run_export
 from export.retrieval import KINDS
-from serving.model_specs import SPECS
+from serving.contracts.model_specs import SPECS
 
 
 def parse_args(argv: list[str] | None = None) -> ExportArgs:

@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from training.common import fingerprint
+from training.data.fingerprints import behavior_fingerprint
 from training.data.schema import BehaviorLog, SalesPanel
 from training.data.splits import positive_mask
 
 DAY = 86_400
 
 
-def load_behavior(profile: str, seed: int, data_dir: Path | None) -> BehaviorLog:
+def behavior_for_export(profile: str, seed: int, data_dir: Path | None) -> BehaviorLog:
     """The log training used: generated from (profile, seed), or read from the user's data directory."""
     from training.data import behavior
 
@@ -42,13 +42,9 @@ def load_behavior(profile: str, seed: int, data_dir: Path | None) -> BehaviorLog
     return behavior.generate(behavior.PROFILES[profile], seed=seed)[0]
 
 
-def log_fingerprint(log: BehaviorLog) -> str:
-    """The fingerprint the two-tower and DIN checkpoints store (training/tasks: same four arrays)."""
-    return fingerprint(log.user, log.item, log.event, log.timestamp)
-
-
 def check_fingerprint(log: BehaviorLog, expected: str, what: str) -> None:
-    got = log_fingerprint(log)
+    """Refuse a log other than the one a checkpoint's `data_fingerprint` (training's recipe) names."""
+    got = behavior_fingerprint(log)
     if expected and got != expected:
         raise ValueError(
             f"{what} was trained on data with fingerprint {expected}, but the behaviour data here has {got}; "
@@ -140,7 +136,7 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
 # Forecast: the recent sales and covariates of every (store, item) series
 
 
-def load_sales(profile: str, seed: int, data_dir: Path | None) -> SalesPanel:
+def sales_for_export(profile: str, seed: int, data_dir: Path | None) -> SalesPanel:
     """The sales panel the TCN was trained on: generated from (profile, seed), or read from a directory."""
     from training.data import sales
 
@@ -149,11 +145,6 @@ def load_sales(profile: str, seed: int, data_dir: Path | None) -> SalesPanel:
     if profile not in sales.PROFILES:
         raise ValueError(f"unknown sales profile {profile!r}; choose from {sorted(sales.PROFILES)}")
     return sales.generate(sales.PROFILES[profile], seed=seed)
-
-
-def panel_fingerprint(panel: SalesPanel) -> str:
-    """The fingerprint the TCN checkpoint stores (training/tasks/tcn.py: the same four arrays)."""
-    return fingerprint(panel.units, panel.price, panel.promo, panel.events)
 
 
 def sales_store(panel: SalesPanel, context_days: int, horizon: int) -> dict[str, np.ndarray]:

@@ -1,6 +1,6 @@
 """Intent extras: labels and tokenizer for the gateway, the raw-text ensemble for Triton, the int8 model.
 
-intent/intent.json + intent/tokenizer.json (what serving/intent.py reads); model_repository/
+intent/intent.json + intent/tokenizer.json (what serving/intent/codec.py reads); model_repository/
 intent_tokenizer (Python backend, export/triton_tokenizer.py) and intent_text (ensemble: text ->
 tokenizer -> intent_bert); intent_bert_int8 (dynamic int8, KIND_CPU), with its BANKING77 test accuracy
 and CPU latency against the fp32 model in the report.
@@ -18,20 +18,18 @@ from typing import Any
 import numpy as np
 
 from export.onnx_export import measure_latency, ort_session, quantize_int8
-from export.pbtxt import (
+from export.pbtxt import check_config, write_config, write_message
+from export.run_state import ExportRun, file_key_of, next_version, prune_versions, row
+from serving.contracts.model_specs import SPECS
+from serving.contracts.triton_config import (
     ENSEMBLE_NAME,
     TOKENIZER_NAME,
     build_ensemble_config,
     build_tokenizer_config,
-    check_config,
     check_ensemble,
     parse_config,
-    write_config,
-    write_message,
 )
-from export.run_state import ExportRun, file_key_of, next_version, prune_versions, row
-from serving.manifest import sha256_file
-from serving.model_specs import SPECS
+from serving.runtime.manifest import sha256_file
 from training.common import progress
 
 INT8_NAME = "intent_bert_int8"

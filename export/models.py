@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from serving.model_specs import SPECS, ModelSpec
-from training.checkpoint import build_config
+from serving.contracts.model_specs import SPECS, ModelSpec
+from training.checkpoint import config_from_dict
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class ModelExporter:
         extra: Mapping[str, Any] | None = None,
     ) -> nn.Module:
         """Model from a checkpoint config (+ weights); random weights when state_dict is None (tests)."""
-        cfg = build_config(self.config_cls, dict(config))
+        cfg = config_from_dict(self.config_cls, dict(config))
         model = self.model_cls(cfg)
         if state_dict is not None:
             model.load_state_dict(state_dict)
@@ -52,7 +52,7 @@ class ModelExporter:
     def tiny(self, seed: int = 0) -> tuple[nn.Module, dict[str, Any]]:
         """A tiny random model and its config dict (what a checkpoint would store), for fast tests."""
         torch.manual_seed(seed)
-        cfg = build_config(self.config_cls, self.tiny_config)
+        cfg = config_from_dict(self.config_cls, self.tiny_config)
         config = dataclasses.asdict(cfg)
         model = self.model_cls(cfg)
         _randomise_buffers(model, seed)
@@ -182,8 +182,8 @@ class Forecaster(nn.Module):
 
 
 def _register_all() -> None:
-    from training.models.din import DIN, DINConfig
-    from training.models.intent import IntentClassifier, IntentConfig
+    from training.models.din import DINConfig, DINModel
+    from training.models.intent import BertIntentModel, IntentConfig
     from training.models.tcn import TCNConfig, TCNForecaster
     from training.models.two_tower import TwoTower, TwoTowerConfig
 
@@ -213,7 +213,7 @@ def _register_all() -> None:
             "din",
             DINConfig,
             lambda cfg, m, extra: DINScorer(m) if cfg.user_feature_cardinalities else DINScorerNoFeatures(m),
-            DIN,
+            DINModel,
             {
                 "n_items": 40,
                 "n_categories": 6,
@@ -230,7 +230,7 @@ def _register_all() -> None:
             "intent_bert",
             IntentConfig,
             lambda cfg, m, extra: IntentScorer(m, float(extra.get("temperature", 1.0))),
-            IntentClassifier,
+            BertIntentModel,
             {
                 "vocab_size": 64,
                 "hidden_size": 16,

@@ -24,7 +24,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from serving.model_specs import ModelSpec, TensorSpec
+from serving.contracts.model_specs import ModelSpec, TensorSpec
 
 log = logging.getLogger(__name__)
 

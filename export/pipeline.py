@@ -21,7 +21,7 @@ from typing import Any
 from export.intent_artifacts import intent_artifacts
 from export.models import EXPORTERS
 from export.onnx_export import check_parity, export_onnx, measure_latency, ort_session, preferred_providers
-from export.pbtxt import check_config, parse_config, write_config
+from export.pbtxt import check_config, write_config
 from export.rec_artifacts import retrieval_artifacts, sales_artifacts
 from export.run_state import (
     ExportArgs,
@@ -32,8 +32,9 @@ from export.run_state import (
     prune_versions,
     row,
 )
-from serving.manifest import MANIFEST_NAME, key_path, resolve_roots, write_manifest
-from serving.model_specs import SPECS, ModelSpec
+from serving.contracts.model_specs import SPECS, ModelSpec
+from serving.contracts.triton_config import parse_config
+from serving.runtime.manifest import MANIFEST_NAME, key_path, resolve_roots, write_manifest
 from training.common import progress
 from training.report import format_table, write_report
 

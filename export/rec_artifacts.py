@@ -19,6 +19,7 @@ from export import features, retrieval
 from export.onnx_export import ort_session, preferred_providers
 from export.run_state import ExportRun, file_key_of
 from training.common import progress
+from training.data.fingerprints import behavior_fingerprint, sales_fingerprint
 
 
 def _run_onnx_batched(path: Path, arrays: Mapping[str, np.ndarray], output: str, chunk: int = 8192) -> np.ndarray:
@@ -68,7 +69,7 @@ def trained_profile(run: ExportRun, checkpoint: str, override: str | None) -> st
 def retrieval_artifacts(run: ExportRun) -> None:
     args = run.args
     tt = run.payload("two_tower")
-    log = features.load_behavior(trained_profile(run, "two_tower", args.profile), args.seed, args.data)
+    log = features.behavior_for_export(trained_profile(run, "two_tower", args.profile), args.seed, args.data)
     features.check_fingerprint(log, tt.get("data_fingerprint", ""), "the two-tower model")
     config = tt["config"]
     extra = tt.get("extra") or {}
@@ -105,7 +106,7 @@ def retrieval_artifacts(run: ExportRun) -> None:
         "n_users": int(log.n_users),
         "max_hist": max_hist,
     }
-    run.sections.setdefault("data", {})["behavior"] = features.log_fingerprint(log)
+    run.sections.setdefault("data", {})["behavior"] = behavior_fingerprint(log)
 
 
 def sales_artifacts(run: ExportRun) -> None:
@@ -114,11 +115,12 @@ def sales_artifacts(run: ExportRun) -> None:
     tcn = run.payload("tcn")
     extra = tcn.get("extra") or {}
     profile = trained_profile(run, "tcn", args.sales_profile)
-    panel = features.load_sales(profile, args.seed, args.sales_data)
-    if tcn.get("data_fingerprint") and features.panel_fingerprint(panel) != tcn["data_fingerprint"]:
+    panel = features.sales_for_export(profile, args.seed, args.sales_data)
+    got = sales_fingerprint(panel)
+    if tcn.get("data_fingerprint") and got != tcn["data_fingerprint"]:
         raise ValueError(
             f"the TCN was trained on sales data with fingerprint {tcn['data_fingerprint']}, but the panel here "
-            f"(profile {profile!r}) has {features.panel_fingerprint(panel)}; pass --sales-data or --sales-profile"
+            f"(profile {profile!r}) has {got}; pass --sales-data or --sales-profile"
         )
     config = tcn["config"]
     store = features.sales_store(panel, int(config["context_days"]), int(config["horizon"]))
@@ -133,4 +135,4 @@ def sales_artifacts(run: ExportRun) -> None:
         "feature_spec": extra.get("feature_spec"),
         "quantiles": list(config["quantiles"]),
     }
-    run.sections.setdefault("data", {})["sales"] = features.panel_fingerprint(panel)
+    run.sections.setdefault("data", {})["sales"] = got

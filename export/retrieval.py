@@ -123,7 +123,7 @@ def exact_topk(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return flat.search(normalise(queries), k)[1]
 
 
-def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+def ann_recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean share of each query's exact top-k that the index also returned (vectorised set overlap)."""
     k = truth.shape[1]
     hits = (found[:, :, None] == truth[:, None, :]).any(axis=1).sum(axis=1)
@@ -138,7 +138,7 @@ def measure(index: faiss.Index, queries: np.ndarray, truth: np.ndarray, k: int, 
         t0 = time.perf_counter()
         _, ids = index.search(q, k)
         best = min(best, time.perf_counter() - t0)
-    return {"recall": recall_at_k(ids, truth), "qps": float(len(q) / best)}
+    return {"recall": ann_recall_at_k(ids, truth), "qps": float(len(q) / best)}
 
 
 def tune(

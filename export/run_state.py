@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from export.onnx_export import DEFAULT_OPSET
-from export.pbtxt import TritonOptions
-from serving.manifest import MANIFEST_NAME, file_key, load_manifest, resolve_roots, sha256_file
+from serving.contracts.triton_config import TritonOptions
+from serving.runtime.manifest import MANIFEST_NAME, file_key, load_manifest, resolve_roots, sha256_file
 from training.checkpoint import load_checkpoint
 
 

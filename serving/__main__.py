@@ -1,4 +1,4 @@
-"""`python -m serving`: the gateway under uvicorn, configured by SERVING_* variables (serving/settings.py).
+"""`python -m serving`: the gateway under uvicorn, configured by SERVING_* variables (serving/runtime/settings.py).
 
 SIGTERM/SIGINT: graceful shutdown (open requests finish within SERVING_DRAIN_TIMEOUT_S).
 SIGHUP: reload models and artifacts without dropping requests.
@@ -12,7 +12,7 @@ import logging
 import uvicorn
 
 from serving.app import create_app
-from serving.settings import get_settings
+from serving.runtime.settings import get_settings
 
 
 def main(argv: list[str] | None = None) -> None:

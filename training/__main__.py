@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from training.tasks.base import PROFILES, TrainArgs
+from training.tasks.base import PROFILE_NAMES, TrainArgs
 
 # model name -> module under training.tasks with `run(args: TrainArgs) -> dict` (the report).
 TASKS: dict[str, str] = {
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train one model (or all) and write its checkpoint and report")
     train.add_argument("model", choices=[*TASKS, "all"])
-    train.add_argument("--profile", choices=PROFILES, default="quick")
+    train.add_argument("--profile", choices=PROFILE_NAMES, default="quick")
     train.add_argument("--data", type=Path, default=None, help="data directory (default: generate)")
     train.add_argument("--out", type=Path, default=Path("artifacts"))
     train.add_argument("--seed", type=int, default=0)

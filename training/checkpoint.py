@@ -67,7 +67,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def build_config(config_cls: type, stored: dict[str, Any]) -> Any:
+def config_from_dict(config_cls: type, stored: dict[str, Any]) -> Any:
     """Rebuild a config dataclass from a checkpoint, turning lists back into tuples where declared."""
     kwargs = {}
     for f in dataclasses.fields(config_cls):

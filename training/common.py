@@ -33,7 +33,9 @@ def progress(iterable: Iterable[T] | None = None, *, desc: str, total: int | Non
 
 
 def fingerprint(*arrays: np.ndarray | bytes | str) -> str:
-    """sha256 over array contents, dtypes and shapes: identifies the data a model was trained on."""
+    """sha256 over array contents, dtypes and shapes: identifies the data a model was trained on.
+
+    The hash only: which arrays make up each kind of data's fingerprint is `training.data.fingerprints`."""
     h = hashlib.sha256()
     for a in arrays:
         if isinstance(a, str):

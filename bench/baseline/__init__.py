@@ -5,6 +5,6 @@ training.checkpoint), brute-force numpy retrieval over item vectors computed at 
 item tower, one request at a time (async handlers that run the models inline: no thread pool, no
 batching). The business rules are not re-invented: intent calibration and hand-off follow
 artifacts/intent/intent.json, the forecast reads its features through the shared feature definition
-(serving/forecast_source.py, also what training uses) and plans with serving/replenishment.py.
+(serving/forecast/source.py, also what training uses) and plans with serving/forecast/replenishment.py.
 The only place in bench/ that imports torch.
 """

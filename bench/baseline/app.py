@@ -1,4 +1,4 @@
-"""The naive peer's FastAPI app: same routes and bodies as the gateway (serving/schemas.py), naive inside.
+"""The naive peer's FastAPI app: same routes and bodies as the gateway (serving/contracts/schemas.py), naive inside.
 
 Handlers are `async def` and call the models inline, so the event loop serves one request at a time:
 the way a first version usually ends up (and adding a thread pool would only make eager PyTorch
@@ -20,21 +20,13 @@ from fastapi import FastAPI, HTTPException
 from tokenizers import Tokenizer
 
 from bench.baseline.models import EagerModels, Tables, intent_metadata, item_vectors
-from serving.errors import InvalidInput
-from serving.forecast_answer import forecast_days, replenishment_advice
-from serving.forecast_source import SALES_FILE, StoredSales
-from serving.schemas import (
-    ForecastRequest,
-    ForecastResponse,
-    IntentRequest,
-    IntentResponse,
-    IntentResult,
-    IntentScore,
-    ReadyResponse,
-    RecommendRequest,
-    RecommendResponse,
-    ScoredItem,
-)
+from serving.contracts.errors import InvalidInput
+from serving.forecast.answer import forecast_days, replenishment_advice
+from serving.forecast.schemas import ForecastRequest, ForecastResponse
+from serving.forecast.source import SALES_FILE, StoredSales
+from serving.http.schemas import ReadyResponse
+from serving.intent.schemas import IntentRequest, IntentResponse, IntentResult, IntentScore
+from serving.recommend.schemas import RecommendRequest, RecommendResponse, ScoredItem
 
 VERSION = 1  # checkpoints carry no version; the peer reports 1 for every model
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.checkpoint import build_config, load_checkpoint
+from training.checkpoint import config_from_dict, load_checkpoint
 
 log = logging.getLogger("bench.baseline")
 
@@ -27,19 +27,19 @@ def _build(name: str, payload: dict[str, Any]) -> nn.Module:
     if name == "two_tower":
         from training.models.two_tower import TwoTower, TwoTowerConfig
 
-        model: nn.Module = TwoTower(build_config(TwoTowerConfig, payload["config"]))
+        model: nn.Module = TwoTower(config_from_dict(TwoTowerConfig, payload["config"]))
     elif name == "din":
-        from training.models.din import DIN, DINConfig
+        from training.models.din import DINConfig, DINModel
 
-        model = DIN(build_config(DINConfig, payload["config"]))
+        model = DINModel(config_from_dict(DINConfig, payload["config"]))
     elif name == "intent":
-        from training.models.intent import IntentClassifier, IntentConfig
+        from training.models.intent import BertIntentModel, IntentConfig
 
-        model = IntentClassifier(build_config(IntentConfig, payload["config"]))
+        model = BertIntentModel(config_from_dict(IntentConfig, payload["config"]))
     elif name == "tcn":
         from training.models.tcn import TCNConfig, TCNForecaster
 
-        model = TCNForecaster(build_config(TCNConfig, payload["config"]))
+        model = TCNForecaster(config_from_dict(TCNConfig, payload["config"]))
     else:
         raise KeyError(name)
     model.load_state_dict(payload["state_dict"])

@@ -12,8 +12,8 @@ def write_tiny_checkpoints(artifacts: Path, seed: int = 0) -> Path:
     import torch
 
     from training.checkpoint import save_checkpoint
-    from training.models.din import DIN, DINConfig
-    from training.models.intent import IntentClassifier, IntentConfig
+    from training.models.din import DINConfig, DINModel
+    from training.models.intent import BertIntentModel, IntentConfig
     from training.models.two_tower import TwoTower, TwoTowerConfig
 
     torch.manual_seed(seed)
@@ -32,8 +32,8 @@ def write_tiny_checkpoints(artifacts: Path, seed: int = 0) -> Path:
     )
     for name, cfg, model in (
         ("two_tower", tt, TwoTower(tt)),
-        ("din", din, DIN(din)),
-        ("intent", intent, IntentClassifier(intent)),
+        ("din", din, DINModel(din)),
+        ("intent", intent, BertIntentModel(intent)),
     ):
         save_checkpoint(
             artifacts / "checkpoints" / f"{name}.pt", model_name=name, config=cfg, state_dict=model.state_dict()

@@ -11,7 +11,9 @@ import pytest
 from bench import checks, inputs, payloads, triton_direct
 from bench.servers import n_cores, pinned
 from bench.steps import ALL, StepRecorder, read_steps_csv, write_steps_csv
-from serving.schemas import IntentRequest, RecommendRequest
+from serving.intent.schemas import IntentRequest
+from serving.recommend.features import user_tower_inputs
+from serving.recommend.schemas import RecommendRequest
 from tests.serving import gateway_helpers as g
 
 
@@ -123,13 +125,19 @@ def test_served_lengths_and_history_cut(tmp_path: Path) -> None:
     art = g.build_artifacts(tmp_path / "artifacts", repo)
     assert inputs.served_lengths(repo, "din") == {"hist_item_ids": g.MAX_HIST, "hist_cat_ids": g.MAX_HIST}
     assert inputs.served_lengths(repo, "nope") == {}
-    cat = inputs.Catalogue.load(art)
-    longest = int(np.diff(cat.hist_offsets).max())
+    fs = inputs.FeatureStore.load(art)
+    longest = int(np.diff(fs.users.hist_offsets).max())
     assert longest > 3
-    x = inputs.user_tower_batch(cat, 100, n_features=2, max_hist=3)
+    x = inputs.user_tower_batch(fs, 100, n_features=2, max_hist=3)
     assert x["hist_item_ids"].shape[1] == 3 and x["hist_len"].max() == 3 and x["user_features"].shape[1] == 2
     padding = np.arange(3)[None, :] >= x["hist_len"][:, None]
     assert (x["hist_item_ids"][padding] == 0).all() and (x["hist_item_ids"][~padding] > 0).all()
+    # Each batch row is the gateway's own row for that user (serving/recommend/features.py), zero-padded.
+    for row, user in enumerate(inputs.users_with_history(fs)):
+        own = user_tower_inputs(fs.users.history(int(user)), fs.items, 3, fs.user_features(int(user), 2))
+        width = own["hist_item_ids"].shape[1]
+        assert (x["hist_item_ids"][row, :width] == own["hist_item_ids"][0]).all()
+        assert (x["user_features"][row] == own["user_features"][0]).all() and x["hist_len"][row] == own["hist_len"][0]
 
 
 def test_request_inputs_follow_the_server_shapes(tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ import pytest
 import pytest_asyncio
 
 from serving.app import create_app
-from serving.forecast_features import FeatureSpec, request_features
-from serving.settings import Settings
+from serving.forecast.features import FeatureSpec, request_features
+from serving.runtime.settings import Settings
 from tests.export.tiny_pipeline import export_tiny
 from tests.serving import gateway_helpers as g
 from training.data import behavior, sales

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from serving.manifest import ManifestError, sha256_file, verify_manifest, write_manifest
+from serving.runtime.manifest import ManifestError, sha256_file, verify_manifest, write_manifest
 
 
 @pytest.fixture

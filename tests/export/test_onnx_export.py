@@ -12,7 +12,7 @@ import torch
 from export import onnx_export
 from export.models import EXPORTERS
 from export.onnx_export import GraphMismatch, ParityError, check_graph, check_parity, export_onnx, quantize_int8
-from serving.model_specs import SPECS
+from serving.contracts.model_specs import SPECS
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))

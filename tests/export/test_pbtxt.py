@@ -8,8 +8,9 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export.pbtxt import ConfigMismatch, TritonOptions, build_config, check_config, parse_config, write_config
-from serving.model_specs import SPECS, served_specs
+from export.pbtxt import check_config, write_config
+from serving.contracts.model_specs import SPECS, served_specs
+from serving.contracts.triton_config import ConfigMismatch, TritonOptions, build_config, parse_config
 
 REPO = Path(__file__).resolve().parents[2] / "model_repository"
 
@@ -62,20 +63,6 @@ def test_cpu_variant_and_accelerators(tiny_export):
     assert cuda.optimization.execution_accelerators.gpu_execution_accelerator[0].name == "cuda"
     with pytest.raises(ValueError, match="needs a GPU"):
         TritonOptions(gpu=False, accelerator="tensorrt")
-
-
-@pytest.mark.parametrize(
-    ("policy", "field", "value"),
-    [("latest:2", "latest", 2), ("all", "all", None), ("specific:1,3", "specific", [1, 3])],
-)
-def test_version_policy(tiny_export, policy, field, value):
-    ex = tiny_export("din")
-    cfg = build_config(SPECS["din"], ex.config, TritonOptions(version_policy=policy))
-    assert cfg.version_policy.WhichOneof("policy_choice") == field
-    if field == "latest":
-        assert cfg.version_policy.latest.num_versions == value
-    elif field == "specific":
-        assert list(cfg.version_policy.specific.versions) == value
 
 
 @pytest.mark.parametrize(

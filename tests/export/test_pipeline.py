@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from export.models import EXPORTERS
-from export.pbtxt import check_config, parse_config
+from export.pbtxt import check_config
 from export.pipeline import run_export
-from serving.manifest import ManifestError, verify_manifest
+from serving.contracts.triton_config import parse_config
+from serving.runtime.manifest import ManifestError, verify_manifest
 from tests.export.tiny_pipeline import export_tiny, save_tiny
 from training.data import behavior, sales
 
@@ -41,6 +42,7 @@ def test_manifest_verifies_and_describes_retrieval(exported):
     assert retrieval["query_source"] == "user tower over stored histories" and retrieval["recall_at_20"] == 1.0
     assert body["models"]["din"]["file"] == "model_repository/din/1/model.onnx"
     assert body["models"]["din"]["data_fingerprint"] == body["data"]["behavior"]
+    assert body["models"]["tcn"]["data_fingerprint"] == body["data"]["sales"]
     assert "model_repository/tcn/config.pbtxt" in body["files"]
 
 

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export.pbtxt import (
+from export.pbtxt import write_message
+from serving.contracts.model_specs import SPECS
+from serving.contracts.triton_config import (
     ConfigMismatch,
     build_ensemble_config,
     build_tokenizer_config,
     check_ensemble,
     parse_config,
-    write_message,
 )
-from serving.model_specs import SPECS
 
 
 class _Tensor:

@@ -27,10 +27,10 @@ def test_choice_by_catalogue_size():
         retrieval.choose_index(10, 4, "lsh")
 
 
-def test_recall_at_k_counts_overlap():
+def test_ann_recall_at_k_counts_overlap():
     truth = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
     found = np.array([[4, 3, 9, 9], [5, 6, 7, 8]])
-    assert retrieval.recall_at_k(found, truth) == pytest.approx((2 / 4 + 1) / 2)
+    assert retrieval.ann_recall_at_k(found, truth) == pytest.approx((2 / 4 + 1) / 2)
 
 
 def test_exact_index_has_full_recall_and_unit_norm_scores():

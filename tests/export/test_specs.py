@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from export.models import EXPORTERS
-from serving.model_specs import SPECS, TRITON_DTYPES, served_specs
+from serving.contracts.model_specs import SPECS, TRITON_DTYPES, served_specs
 
 
 def test_registry_holds_the_served_models():

@@ -11,9 +11,10 @@ import torch
 
 from export.models import EXPORTERS
 from export.pipeline import ExportArgs, run_export
-from serving.forecast_features import FeatureSpec
-from training.checkpoint import build_config, save_checkpoint
+from serving.forecast.features import FeatureSpec
+from training.checkpoint import config_from_dict, save_checkpoint
 from training.data import behavior, sales
+from training.data.fingerprints import behavior_fingerprint, sales_fingerprint
 from training.data.schema import SalesPanel
 from training.models.two_tower import TwoTowerConfig, price_bucket_edges
 
@@ -21,7 +22,7 @@ from training.models.two_tower import TwoTowerConfig, price_bucket_edges
 def save_tiny(directory, name: str, spec_name: str, config: dict, fingerprint: str = "", extra: dict | None = None):
     """A checkpoint as training writes it: the full config (defaults filled in) and random weights."""
     exporter = EXPORTERS[spec_name]
-    full = asdict(build_config(exporter.config_cls, config))
+    full = asdict(config_from_dict(exporter.config_cls, config))
     module = exporter.build(full)
     save_checkpoint(
         directory / f"{name}.pt",
@@ -58,9 +59,7 @@ def export_tiny(root: Path) -> tuple[ExportArgs, dict[str, Any]]:
     """Tiny two-tower, DIN and TCN checkpoints exported into root/model_repository and root/artifacts."""
     ckpts = root / "checkpoints"
     log, _ = behavior.generate(behavior.PROFILES["tiny"], seed=0)
-    from export.features import log_fingerprint
-
-    fp = log_fingerprint(log)
+    fp = behavior_fingerprint(log)
     cat = log.catalogue
     two_tower = asdict(
         TwoTowerConfig(
@@ -80,8 +79,9 @@ def export_tiny(root: Path) -> tuple[ExportArgs, dict[str, Any]]:
     din = {**EXPORTERS["din"].tiny_config, "n_items": cat.n_items, "n_categories": cat.n_categories}
     din["user_feature_cardinalities"] = list(log.user_feature_cardinalities)
     save_tiny(ckpts, "din", "din", din, fp)
-    tcn, extra = tiny_tcn(sales.generate(sales.PROFILES["tiny"], seed=0))
-    save_tiny(ckpts, "tcn", "tcn", tcn, extra=extra)
+    panel = sales.generate(sales.PROFILES["tiny"], seed=0)
+    tcn, extra = tiny_tcn(panel)
+    save_tiny(ckpts, "tcn", "tcn", tcn, sales_fingerprint(panel), extra=extra)
     args = ExportArgs(
         checkpoints=ckpts,
         repo=root / "model_repository",

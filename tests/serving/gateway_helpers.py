@@ -1,6 +1,6 @@
 """Tiny stand-ins for the exported models and artifacts, built with onnx.helper and numpy (no torch).
 
-The models have the tensor names of serving/model_specs.py and the one property the gateway relies on:
+The models have the tensor names of serving/contracts/model_specs.py and the one property the gateway relies on:
 padding (id 0, mask 0) never changes an output, because embedding row 0 is all zeros and lengths come
 from `hist_len` / the mask. Everything is written into a Triton-layout repository with config.pbtxt.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import faiss
@@ -19,14 +19,14 @@ import httpx
 import numpy as np
 import onnx
 from fastapi import FastAPI
-from google.protobuf import text_format
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, models, pre_tokenizers
-from tritonclient.grpc import model_config_pb2 as mc
 
-from serving.errors import InvalidInput
-from serving.features import ForecastInputs
-from serving.manifest import write_manifest
+from serving.contracts.errors import InvalidInput
+from serving.contracts.model_specs import DIN, INTENT, USER_TOWER, ModelSpec, TensorSpec
+from serving.contracts.triton_config import TritonOptions, build_config, config_text
+from serving.forecast.source import ForecastInputs
+from serving.runtime.manifest import write_manifest
 
 OPSET = 18
 N_ITEMS, N_CATS, DIM, MAX_HIST = 40, 5, 8, 6
@@ -219,115 +219,79 @@ def sum_graph(factor: float) -> onnx.GraphProto:
     return helper.make_graph(nodes, "summer", ins, outs, inits)
 
 
-# ---- config.pbtxt
+# ---- config.pbtxt, built from the specs by serving/contracts/triton_config.py (as export builds them)
+
+CPU = TritonOptions(gpu=False)
 
 
-@dataclass(frozen=True)
-class T:
-    name: str
-    dtype: str  # TYPE_FP32 ...
-    dims: tuple[int, ...]  # () = [batch] tensor, written as dims [1] + reshape []
+def spec_config(user_features: int = 0) -> dict[str, object]:
+    """The checkpoint config of the tiny models: what the specs' dims, dim rules and example makers read."""
+    return {
+        "n_items": N_ITEMS,
+        "n_categories": N_CATS,
+        "dim": DIM,
+        "max_hist": MAX_HIST,
+        "user_feature_cardinalities": [USER_CARD] * user_features,
+        "max_len": MAX_TOKENS,
+        "vocab_size": len(VOCAB),
+        "n_labels": len(LABELS),
+    }
 
 
-def write_config(
-    repo: Path,
-    name: str,
-    inputs: Sequence[T],
-    outputs: Sequence[T],
-    *,
-    max_batch_size: int = 64,
-    delay_us: int = 2000,
-    warmup_len: int | None = None,
-    policy: str = "latest",
-) -> Path:
-    cfg = mc.ModelConfig(name=name, platform="onnxruntime_onnx", max_batch_size=max_batch_size)
-    cfg.default_model_filename = "model.onnx"
-    if policy == "latest":
-        cfg.version_policy.latest.num_versions = 1
-    for tensors, field in ((inputs, cfg.input), (outputs, cfg.output)):
-        for t in tensors:
-            m = field.add(name=t.name, data_type=mc.DataType.Value(t.dtype))
-            m.dims.extend(t.dims or (1,))
-            if not t.dims:
-                m.reshape.SetInParent()
-    cfg.dynamic_batching.max_queue_delay_microseconds = delay_us
-    for batch in (1, max_batch_size):
-        w = cfg.model_warmup.add(name=f"batch_{batch}", batch_size=batch)
-        for t in inputs:
-            dims = [warmup_len if d == -1 else d for d in t.dims] if t.dims else [1]
-            inp = w.inputs[t.name]
-            inp.data_type = mc.DataType.Value(t.dtype)
-            inp.dims.extend(dims)
-            if t.dtype == "TYPE_FP32":
-                inp.random_data = True
-            else:
-                inp.zero_data = True
-    path = repo / name / "config.pbtxt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text_format.MessageToString(cfg))
-    return path
+def _fake_spec(name: str, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], **kw) -> ModelSpec:
+    """A spec for a fake model that is no served model's contract (the one-input tcn stand-in, summer)."""
+
+    def make_example(config, batch, rng, length=None):
+        return {t.name: np.zeros(t.batched_shape(batch, length), t.dtype) for t in inputs}
+
+    return ModelSpec(name, inputs, outputs, make_example, **kw)
 
 
-HIST = (
-    T("hist_item_ids", "TYPE_INT64", (-1,)),
-    T("hist_cat_ids", "TYPE_INT64", (-1,)),
-    T("hist_len", "TYPE_INT64", ()),
+FAKE_TCN = _fake_spec(
+    "tcn", (TensorSpec("past_units", "float32", (7,)),), (TensorSpec("quantiles", "float32", (28, 3)),)
+)
+SUMMER = _fake_spec(
+    "summer", (TensorSpec("x", "float32", (-1,)),), (TensorSpec("y", "float32", ()),), seq_axis="n", seq_max=4
 )
 
 
-def _user_feature_config(n_features: int) -> tuple[T, ...]:
-    return (T("user_features", "TYPE_INT64", (n_features,)),) if n_features else ()
+def write_tiny_config(
+    repo: Path, spec: ModelSpec, config: dict[str, object], *, max_batch_size: int = 64, delay_us: int = 2000
+) -> Path:
+    """<repo>/<model>/config.pbtxt for `spec` with the tiny models' batching (KIND_CPU, no preferred sizes)."""
+    spec = replace(spec, max_batch_size=max_batch_size, max_queue_delay_us=delay_us, preferred_batch_sizes=())
+    path = repo / spec.name / "config.pbtxt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config_text(build_config(spec, config, CPU), header=""))
+    return path
 
 
 def add_user_tower(repo: Path, version: int = 1, scale: float = 1.0, user_features: int = 0) -> None:
-    write_config(
-        repo,
-        "user_tower",
-        (*HIST, *_user_feature_config(user_features)),
-        [T("user_embedding", "TYPE_FP32", (DIM,))],
-        max_batch_size=16,
-        delay_us=1000,
-        warmup_len=MAX_HIST,
-    )
+    write_tiny_config(repo, USER_TOWER, spec_config(user_features), max_batch_size=16, delay_us=1000)
     _save(user_tower_graph(scale, user_features), repo / "user_tower" / str(version) / "model.onnx")
 
 
 def add_din(
     repo: Path, version: int = 1, scale: float = 1.0, max_batch_size: int = 256, user_features: int = 0
 ) -> None:
-    ins = (*HIST, T("cand_item_ids", "TYPE_INT64", ()), T("cand_cat_ids", "TYPE_INT64", ()))
-    outs = (T("logit", "TYPE_FP32", ()), T("prob", "TYPE_FP32", ()))
-    ins = (*ins, *_user_feature_config(user_features))
-    write_config(repo, "din", ins, outs, max_batch_size=max_batch_size, warmup_len=MAX_HIST)
+    write_tiny_config(repo, DIN, spec_config(user_features), max_batch_size=max_batch_size)
     _save(din_graph(scale, user_features), repo / "din" / str(version) / "model.onnx")
 
 
 def add_intent(repo: Path, version: int = 1) -> None:
-    ins = (T("input_ids", "TYPE_INT64", (-1,)), T("attention_mask", "TYPE_INT64", (-1,)))
-    outs = (T("logits", "TYPE_FP32", (len(LABELS),)), T("probs", "TYPE_FP32", (len(LABELS),)))
-    write_config(repo, "intent_bert", ins, outs, max_batch_size=8, delay_us=2000, warmup_len=MAX_TOKENS)
+    write_tiny_config(repo, INTENT, spec_config(), max_batch_size=8, delay_us=2000)
     _save(intent_graph(), repo / "intent_bert" / str(version) / "model.onnx")
 
 
 def add_tcn(repo: Path, version: int = 1) -> None:
-    write_config(
-        repo, "tcn", [T("past_units", "TYPE_FP32", (7,))], [T("quantiles", "TYPE_FP32", (28, 3))], max_batch_size=8
-    )
+    write_tiny_config(repo, FAKE_TCN, {}, max_batch_size=8)
     _save(tcn_graph(), repo / "tcn" / str(version) / "model.onnx")
 
 
 def add_summer(
     repo: Path, version: int = 1, factor: float = 1.0, max_batch_size: int = 8, delay_us: int = 20000
 ) -> None:
-    write_config(
-        repo,
-        "summer",
-        [T("x", "TYPE_FP32", (-1,))],
-        [T("y", "TYPE_FP32", ())],
-        max_batch_size=max_batch_size,
-        delay_us=delay_us,
-        warmup_len=4,
-    )
+    write_tiny_config(repo, SUMMER, {}, max_batch_size=max_batch_size, delay_us=delay_us)
     _save(sum_graph(factor), repo / "summer" / str(version) / "model.onnx")
 
 

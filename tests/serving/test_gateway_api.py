@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 
 import numpy as np
@@ -11,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serving.app import create_app
-from serving.backends.embedded import EmbeddedBackend
-from serving.manifest import ManifestError
-from serving.settings import Settings
+from serving.runtime.backends.embedded import EmbeddedBackend
+from serving.runtime.manifest import ManifestError
+from serving.runtime.settings import Settings
 from tests.serving import gateway_helpers as g
 
 pytestmark = pytest.mark.timeout(60)
@@ -36,6 +35,20 @@ def settings_for(root, **kw) -> Settings:
 def client(built):
     with TestClient(create_app(settings_for(built, admin_token="s3cret"))) as c:
         yield c
+
+
+def test_models_and_readiness_list_every_registered_capability(client):
+    """Readiness and /v1/models come from the registry: every capability's components and models appear."""
+    components = client.get("/readyz").json()["components"]
+    caps = client.get("/v1/models").json()["capabilities"]
+    assert sorted(caps) == ["forecast", "intent", "recommend"]
+    assert caps["recommend"]["endpoints"] == ["/v1/recommend", "/v1/rank"]
+    assert caps["recommend"]["models"] == {"user_tower": 1, "din": 1}
+    assert caps["forecast"]["models"] == {"tcn": 1}
+    assert caps["intent"]["models"] == {"intent_bert": 1}
+    for cap in caps.values():
+        for component, state in cap["components"].items():
+            assert components[component] == state  # forecast included (it used to be left out of readiness)
 
 
 # ---- numpy re-implementation of the tiny models, to check answers independently
@@ -157,7 +170,7 @@ def test_forecast_unavailable_then_with_a_feature_source(client):
     assert r.status_code == 503 and "forecast" in r.json()["detail"]
     rt = client.app.state.runtime
     saved = rt.artifacts
-    rt.artifacts = dataclasses.replace(saved, forecast=g.FakeSeries())
+    rt.artifacts = saved.with_parts(forecast=g.FakeSeries())
     try:
         r = client.post(
             "/v1/forecast", json={"store_id": 1, "item_id": 42, "horizon": 5, "stock": 2, "lead_time_days": 3}

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from serving.app import pick_intent_model
-from serving.backends.base import ModelInfo
-from serving.errors import InvalidInput
-from serving.features import IdMap, ItemTable, UserTable, din_inputs, history_inputs
-from serving.intent import IntentClassifier, IntentMetadata, softmax
-from serving.retrieval import Retriever
-from serving.settings import Settings
+from serving.contracts.errors import InvalidInput
+from serving.intent.codec import IntentCodec, IntentMetadata, softmax
+from serving.intent.pipeline import pick_intent_model
+from serving.recommend.features import IdMap, ItemTable, UserTable, din_inputs, history_inputs
+from serving.recommend.retrieval import Retriever
+from serving.runtime.backends.base import ModelInfo
+from serving.runtime.settings import Settings
 from tests.serving import gateway_helpers as g
 
 
@@ -121,7 +121,7 @@ def test_retrieval_search_settings(vectors):
 
 def test_intent_decisions(tmp_path):
     g.build_artifacts(tmp_path, manifest=False)
-    clf = IntentClassifier.load(tmp_path)
+    clf = IntentCodec.load(tmp_path)
     enc = clf.encode(["my card", "where is my card please now lost lost lost lost lost"])
     assert enc["input_ids"].shape == (2, g.MAX_TOKENS)  # truncated to max_len, padded to the longest
     assert enc["attention_mask"][0].tolist() == [1, 1] + [0] * (g.MAX_TOKENS - 2)
@@ -138,7 +138,7 @@ def test_intent_decisions(tmp_path):
         IntentMetadata.from_dict({"labels": ["a"], "handoff_intents": ["b"]})
     (tmp_path / "intent" / "intent.json").write_text('{"labels": ["a"], "tokenizer_sha256": "00"}')
     with pytest.raises(ValueError, match="not the tokenizer"):
-        IntentClassifier.load(tmp_path)
+        IntentCodec.load(tmp_path)
 
 
 def _info(name: str, providers: tuple[str, ...]) -> ModelInfo:

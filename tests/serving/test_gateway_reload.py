@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from serving.app import create_app
-from serving.settings import Settings
+from serving.runtime.settings import Settings
 from tests.serving import gateway_helpers as g
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from training.checkpoint import build_config, load_checkpoint
-from training.models.din import DIN, DINConfig
+from training.checkpoint import config_from_dict, load_checkpoint
+from training.models.din import DINConfig, DINModel
 from training.models.two_tower import TwoTower, TwoTowerConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,8 +57,8 @@ def test_two_processes_train_and_rank0_writes_checkpoints(tmp_path):
         _, err = proc.communicate()
     assert proc.returncode == 0, err[-4000:]
     assert (tmp_path / "rank0.done").read_text() == "2" and (tmp_path / "rank1.done").read_text() == "2"
-    for name, cfg_cls, model_cls in (("two_tower", TwoTowerConfig, TwoTower), ("din", DINConfig, DIN)):
+    for name, cfg_cls, model_cls in (("two_tower", TwoTowerConfig, TwoTower), ("din", DINConfig, DINModel)):
         ck = load_checkpoint(tmp_path / "checkpoints" / f"{name}.pt")
-        model = model_cls(build_config(cfg_cls, ck["config"]))
+        model = model_cls(config_from_dict(cfg_cls, ck["config"]))
         model.load_state_dict(ck["state_dict"])  # export rebuilds it from the checkpoint alone
         assert (tmp_path / "reports" / f"{name}.json").is_file()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from training.models.din import DIN, Dice, DINConfig
+from training.models.din import Dice, DINConfig, DINModel
 
 L = 7
 
@@ -37,7 +37,7 @@ def batch(b: int = 6, seed: int = 0):
 @pytest.mark.parametrize("pooling", ["attention", "sum"])
 def test_shapes_and_padding_changes_nothing(activation, pooling):
     torch.manual_seed(0)
-    m = DIN(cfg(activation=activation, pooling=pooling))
+    m = DINModel(cfg(activation=activation, pooling=pooling))
     hist, cats, length, cand, ccat, uf = batch()
     pad = torch.arange(L)[None, :] >= length[:, None]
     noisy_h = hist.masked_scatter(pad, torch.randint(1, 41, (int(pad.sum()),)))
@@ -58,7 +58,7 @@ def test_shapes_and_padding_changes_nothing(activation, pooling):
 
 def test_longer_padding_changes_nothing():
     torch.manual_seed(0)
-    m = DIN(cfg()).eval()
+    m = DINModel(cfg()).eval()
     hist, cats, length, cand, ccat, uf = batch()
     wide_h = torch.cat([hist, torch.randint(1, 41, (6, 5))], dim=1)
     wide_c = torch.cat([cats, torch.randint(1, 6, (6, 5))], dim=1)
@@ -67,7 +67,7 @@ def test_longer_padding_changes_nothing():
 
 def test_attention_depends_on_candidate_but_sum_pooling_does_not():
     torch.manual_seed(0)
-    att = DIN(cfg(pooling="attention")).eval()
+    att = DINModel(cfg(pooling="attention")).eval()
     hist, cats, _length, cand, ccat, _uf = batch()
     h = torch.cat([att.item_emb(hist), att.cat_emb(cats)], dim=-1)
     c = torch.cat([att.item_emb(cand), att.cat_emb(ccat)], dim=-1)
@@ -75,14 +75,14 @@ def test_attention_depends_on_candidate_but_sum_pooling_does_not():
     w = att.attention(torch.cat([h, ce, h - ce, h * ce], dim=-1)).squeeze(-1)
     w_other = att.attention(torch.cat([h, ce.roll(1, 0), h - ce.roll(1, 0), h * ce.roll(1, 0)], dim=-1)).squeeze(-1)
     assert not torch.allclose(w, w_other)
-    summ = DIN(cfg(pooling="sum"))
+    summ = DINModel(cfg(pooling="sum"))
     assert summ.attention is None
     assert not any(k.startswith("attention") for k in summ.state_dict())
 
 
 def test_blockwise_activation_unit_equals_the_mlp_on_the_concatenation():
     torch.manual_seed(0)
-    m = DIN(cfg(pooling="attention"))
+    m = DINModel(cfg(pooling="attention"))
     hist, cats, length, cand, ccat, _uf = batch()
     mask = (torch.arange(L)[None, :] < length[:, None]).float()
     h = torch.cat([m.item_emb(hist), m.cat_emb(cats)], dim=-1)
@@ -95,7 +95,7 @@ def test_blockwise_activation_unit_equals_the_mlp_on_the_concatenation():
 
 
 def test_empty_history_is_finite():
-    m = DIN(cfg()).eval()
+    m = DINModel(cfg()).eval()
     z = torch.zeros(3, L, dtype=torch.long)
     out = m(z, z, torch.zeros(3, dtype=torch.long), torch.tensor([1, 2, 3]), torch.tensor([1, 2, 3]), z[:, :2])
     assert torch.isfinite(out).all()
@@ -116,7 +116,7 @@ def test_dice_uses_masked_batch_stats_in_training_and_running_stats_in_eval():
 
 def test_loss_decreases_on_a_fixed_batch():
     torch.manual_seed(0)
-    m = DIN(cfg())
+    m = DINModel(cfg())
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
     x = batch()
     y = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, 1.0])
@@ -132,12 +132,12 @@ def test_loss_decreases_on_a_fixed_batch():
 
 def test_user_features_enter_the_score_and_can_be_absent():
     torch.manual_seed(0)
-    m = DIN(cfg()).eval()
+    m = DINModel(cfg()).eval()
     x = batch()
     other = x[5].clone()
     other[:, 0] = (other[:, 0] + 1) % 4
     assert not torch.allclose(m(*x), m(*x[:5], other))
-    bare = DIN(cfg(user_feature_cardinalities=())).eval()
+    bare = DINModel(cfg(user_feature_cardinalities=())).eval()
     assert bare(*x[:5], torch.zeros(6, 0, dtype=torch.long)).shape == (6,)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.checkpoint import build_config, load_checkpoint, save_checkpoint
+from training.checkpoint import config_from_dict, load_checkpoint, save_checkpoint
 from training.common import fingerprint
 from training.report import format_table, write_report
 from training.tasks.base import EarlyStopping
@@ -31,7 +31,7 @@ def test_checkpoint_roundtrip_is_weights_only(tmp_path):
     )
     ck = load_checkpoint(path)  # torch.load(weights_only=True) inside
     assert ck["model"] == "m" and ck["data_fingerprint"] == "abc"
-    assert build_config(_Cfg, ck["config"]) == _Cfg()
+    assert config_from_dict(_Cfg, ck["config"]) == _Cfg()
     assert ck["metrics"]["auc"] == pytest.approx(0.5)
     assert torch.equal(ck["state_dict"]["weight"], model.weight)
 
@@ -49,12 +49,49 @@ def test_report_and_table(tmp_path):
     assert table.splitlines()[0] == "| model | auc |" and "0.2500" in table
 
 
+class _Weights(torch.nn.Module):
+    def __init__(self, value: float):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor([value]))
+
+
 def test_early_stopping_keeps_best_state():
     es = EarlyStopping(patience=2, mode="max")
-    assert not es.step(0.5, {"w": torch.tensor([1.0])}, epoch=0)
-    assert not es.step(0.4, {"w": torch.tensor([2.0])}, epoch=1)
-    assert es.step(0.45, {"w": torch.tensor([3.0])}, epoch=2)
+    assert not es.update(0.5, _Weights(1.0), epoch=0)
+    assert not es.update(0.4, _Weights(2.0), epoch=1)
+    assert es.update(0.45, _Weights(3.0), epoch=2)
     assert es.best == 0.5 and es.best_epoch == 0 and es.best_state["w"].item() == 1.0
+
+
+@pytest.mark.parametrize(
+    ("mode", "metrics", "best"), [("max", [0.3, 0.9, 0.5, 0.4], 1), ("min", [2.0, 1.0, 0.5, 0.7, 0.9], 2)]
+)
+def test_early_stopping_restores_the_best_epochs_weights(mode, metrics, best):
+    """One model trained in place: after stopping, restore() gives back the weights it had at the best epoch."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    es = EarlyStopping(patience=2, mode=mode)
+    snapshots, stopped_at = [], None
+    for epoch, metric in enumerate(metrics):
+        loss = model(torch.randn(8, 3)).pow(2).sum()  # changes the weights and the BatchNorm statistics
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        if es.update(metric, model, epoch):
+            stopped_at = epoch
+            break
+    assert stopped_at == best + 2 and es.best_epoch == best and es.improved is False
+    assert not torch.equal(model[0].weight, snapshots[best]["0.weight"])  # training moved on after the best epoch
+    assert es.restore(model)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, snapshots[best][name]), name
+
+
+def test_early_stopping_restore_before_any_update_leaves_the_model():
+    model = _Weights(4.0)
+    assert not EarlyStopping().restore(model) and model.w.item() == 4.0
 
 
 def test_fingerprint_sees_content_and_dtype():

@@ -1,4 +1,4 @@
-"""IntentClassifier on a tiny random BertConfig (no pretrained weights), plus one offline load of the real encoder."""
+"""BertIntentModel on a tiny random BertConfig (no pretrained weights), plus one offline load of the real encoder."""
 
 from dataclasses import replace
 
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.models.intent import IntentClassifier, IntentConfig, build_from_checkpoint
+from training.models.intent import BertIntentModel, IntentConfig, build_from_checkpoint
 from training.tasks.intent import PROFILES, make_optimizer
 
 TINY = {
@@ -23,9 +23,9 @@ TINY = {
 }
 
 
-def _tiny(pooling: str = "mean", **kw) -> IntentClassifier:
+def _tiny(pooling: str = "mean", **kw) -> BertIntentModel:
     torch.manual_seed(0)
-    return IntentClassifier(IntentConfig(**{**TINY, "pooling": pooling, **kw})).eval()
+    return BertIntentModel(IntentConfig(**{**TINY, "pooling": pooling, **kw})).eval()
 
 
 def _batch(b: int, t: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,7 +126,7 @@ def test_onnx_export_has_dynamic_batch_and_length(tmp_path):
         input_names=["input_ids", "attention_mask"],
         output_names=["logits"],
         dynamic_axes={"input_ids": {0: "B", 1: "T"}, "attention_mask": {0: "B", 1: "T"}, "logits": {0: "B"}},
-        dynamo=False,  # the TorchScript exporter is ~30x faster on this tiny graph; issue 5 picks the real one
+        dynamo=False,  # TorchScript is ~30x faster on this graph; `python -m export --exporter` picks for real ones
     )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for b, t in [(5, 11), (1, 3)]:  # other sizes than the export example, with padding
@@ -151,7 +151,7 @@ def test_packaged_encoder_and_tokenizer_load_offline(monkeypatch):
     assert (ids[:, 0] == 101).all() and (ids[np.arange(3), mask.sum(1) - 1] == 102).all()  # [CLS] ... [SEP]
     config = IntentConfig.from_pretrained_dir(directory, n_labels=3, max_len=16)
     assert (config.hidden_size, config.num_hidden_layers) == (384, 6)
-    model = IntentClassifier.from_pretrained_encoder(config, directory).eval()
+    model = BertIntentModel.from_pretrained_encoder(config, directory).eval()
     with torch.no_grad():
         emb = F.normalize(model.encode(torch.from_numpy(ids), torch.from_numpy(mask)), dim=1)
     # pretrained sentence embeddings: the two card questions are closer than a card and an FX question

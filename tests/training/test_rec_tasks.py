@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from training.checkpoint import build_config, load_checkpoint
+from export import features as export_features
+from training.checkpoint import config_from_dict, load_checkpoint
 from training.data import behavior
+from training.data.fingerprints import behavior_fingerprint
 from training.data.splits import leave_last_out
-from training.models.din import DIN, DINConfig
+from training.models.din import DINConfig, DINModel
 from training.models.two_tower import TwoTower, TwoTowerConfig
 from training.tasks import din, two_tower
 from training.tasks.base import TrainArgs
@@ -25,18 +27,32 @@ def runs(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("name", "cfg_cls", "model_cls"), [("two_tower", TwoTowerConfig, TwoTower), ("din", DINConfig, DIN)]
+    ("name", "cfg_cls", "model_cls"), [("two_tower", TwoTowerConfig, TwoTower), ("din", DINConfig, DINModel)]
 )
 def test_checkpoint_rebuilds_the_model_and_records_the_run(runs, name, cfg_cls, model_cls):
     out, reports = runs
     path = out / "checkpoints" / f"{name}.pt"
     assert torch.load(path, weights_only=True)["model"] == name  # no pickled code needed to read it
     ck = load_checkpoint(path)
-    model_cls(build_config(cfg_cls, ck["config"])).load_state_dict(ck["state_dict"])
+    model_cls(config_from_dict(cfg_cls, ck["config"])).load_state_dict(ck["state_dict"])
     assert ck["extra"]["profile"] == "tiny" and len(ck["data_fingerprint"]) == 16
     assert ck["metrics"] == pytest.approx(reports[name]["metrics"][name])
     body = json.loads((out / "reports" / f"{name}.json").read_text())
     assert body["profile"] == "tiny" and body["table"].startswith("| model |")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["two_tower", "din"])
+def test_checkpoint_fingerprint_is_the_one_export_checks(runs, name):
+    """What training stores is what export computes on the data it regenerates for the same profile and seed."""
+    out, _ = runs
+    stored = load_checkpoint(out / "checkpoints" / f"{name}.pt")["data_fingerprint"]
+    log = export_features.behavior_for_export("tiny", 0, None)
+    assert stored == behavior_fingerprint(log)
+    export_features.check_fingerprint(log, stored, name)  # accepted
+    other = export_features.behavior_for_export("tiny", 1, None)
+    with pytest.raises(ValueError, match="trained on data with fingerprint"):
+        export_features.check_fingerprint(other, stored, name)
 
 
 @pytest.mark.slow
@@ -60,7 +76,7 @@ def test_din_predict_is_independent_of_row_order_and_chunking():
     feats = din.Features(log.catalogue.category, log.user_features, log.n_users)
     torch.manual_seed(0)
     cat = log.catalogue
-    model = DIN(DINConfig(cat.n_items, cat.n_categories, tuple(log.user_feature_cardinalities), max_hist=10))
+    model = DINModel(DINConfig(cat.n_items, cat.n_categories, tuple(log.user_feature_cardinalities), max_hist=10))
     full = din.predict(model, rows, feats, "cpu", chunk=len(rows))
     small = din.predict(model, rows, feats, "cpu", chunk=97)  # narrower chunks: histories trimmed per chunk
     assert np.allclose(full, small, atol=1e-5)
@@ -70,7 +86,7 @@ def test_din_predict_is_independent_of_row_order_and_chunking():
 
 def test_mba_penalty_counts_each_id_in_the_batch_once_weighted_by_its_rarity():
     torch.manual_seed(0)
-    model = DIN(DINConfig(n_items=6, n_categories=2, max_hist=3, emb_dim=2))
+    model = DINModel(DINConfig(n_items=6, n_categories=2, max_hist=3, emb_dim=2))
     hist = torch.tensor([[3, 3, 0], [5, 0, 0]])  # item 3 twice in the batch, 0 = padding
     hist_cat = torch.tensor([[1, 1, 0], [2, 0, 0]])
     inputs = (hist, hist_cat, torch.tensor([2, 1]), torch.tensor([5, 4]), torch.tensor([2, 1]), torch.zeros(2, 0))

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from serving.forecast_features import FeatureSpec
-from training.checkpoint import build_config, load_checkpoint
+from export.features import sales_for_export
+from serving.forecast.features import FeatureSpec
+from training.checkpoint import config_from_dict, load_checkpoint
+from training.data.fingerprints import sales_fingerprint
 from training.data.sales import PROFILES as SALES_PROFILES
 from training.data.sales import generate, save_dir, split_last_days
 from training.data.schema import SalesPanel
@@ -150,7 +152,7 @@ def test_run_writes_checkpoint_and_report_that_rebuild_the_model(tmp_path):
     assert 0.0 <= body["methods"]["TCN"]["coverage_p10_p90"] <= 1.0
     assert body["receptive_field_days"] == report["receptive_field_days"]
     ck = load_checkpoint(tmp_path / "art" / "checkpoints" / "tcn.pt")
-    cfg = build_config(TCNConfig, ck["config"])
+    cfg = config_from_dict(TCNConfig, ck["config"])
     spec = FeatureSpec.from_dict(ck["extra"]["feature_spec"])
     assert (cfg.n_past, cfg.n_future, cfg.context_days) == (spec.n_past, spec.n_future, spec.context_days)
     model = TCNForecaster(cfg)
@@ -163,3 +165,5 @@ def test_run_writes_checkpoint_and_report_that_rebuild_the_model(tmp_path):
         "category_ids",
     ]
     assert ck["data_fingerprint"] and ck["metrics"]["wrmsse"] == pytest.approx(report["methods"]["TCN"]["wrmsse"])
+    # export recomputes the fingerprint on the panel it reads from the same folder and must get the stored one
+    assert ck["data_fingerprint"] == sales_fingerprint(sales_for_export("tiny", 0, Path(data_dir)))

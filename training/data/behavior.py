@@ -60,13 +60,14 @@ import numba
 import numpy as np
 import pandas as pd
 
-from training.common import fingerprint, progress
+from training.common import progress
 from training.data.behavior_io import load_behavior
+from training.data.fingerprints import behavior_dataset_fingerprint
 from training.data.schema import EVENT_TYPES, BehaviorLog, Catalogue
 
 USER_ID_BASE = 10_000_000  # generated shop ids = base + model index, so that sorting them keeps the index
 ITEM_ID_BASE = 100_000_000
-USER_FEATURES = ("region", "segment", "device")
+USER_FEATURE_NAMES = ("region", "segment", "device")
 SESSION_GAP_S = 1800  # minimum gap between two sessions of one user
 FORMAT_VERSION = 1
 
@@ -660,7 +661,7 @@ def generate(cfg: BehaviorConfig, seed: int = 0) -> tuple[BehaviorLog, BehaviorO
         timestamp=start + rel_time,
         catalogue=catalogue,
         user_ids=user_ids,
-        user_features=np.stack([users[f] for f in USER_FEATURES], axis=1).astype(np.int32),
+        user_features=np.stack([users[f] for f in USER_FEATURE_NAMES], axis=1).astype(np.int32),
         user_feature_cardinalities=(cfg.n_regions, cfg.n_segments, cfg.n_devices),
     )
     oracle = BehaviorOracleImpl(
@@ -727,11 +728,6 @@ def oracle_metrics(
 # ---------------------------------------------------------------------------------------- files
 
 
-def log_fingerprint(log: BehaviorLog) -> str:
-    cat = log.catalogue
-    return fingerprint(log.user, log.item, log.event, log.timestamp, cat.category, cat.brand, cat.price)
-
-
 def event_mix(log: BehaviorLog) -> dict[str, float]:
     """Share of each event type."""
     counts = np.bincount(log.event, minlength=len(EVENT_TYPES)) / max(log.n_events, 1)
@@ -756,7 +752,11 @@ def save_dir(log: BehaviorLog, oracle: BehaviorOracleImpl | None, out: Path, fmt
         {"item_id": cat.item_ids, "category_id": cat.category, "brand_id": cat.brand, "price": cat.price}
     )
     users = pd.DataFrame({"user_id": log.user_ids})
-    names = USER_FEATURES if log.user_features is not None and log.user_features.shape[1] == len(USER_FEATURES) else ()
+    names = (
+        USER_FEATURE_NAMES
+        if log.user_features is not None and log.user_features.shape[1] == len(USER_FEATURE_NAMES)
+        else ()
+    )
     if log.user_features is not None:
         names = names or tuple(f"feature_{j}" for j in range(log.user_features.shape[1]))
         for j, name in enumerate(names):
@@ -785,7 +785,7 @@ def save_dir(log: BehaviorLog, oracle: BehaviorOracleImpl | None, out: Path, fmt
         "event_mix": event_mix(log),
         "user_features": list(names),
         "user_feature_cardinalities": list(log.user_feature_cardinalities),
-        "fingerprint": log_fingerprint(log),
+        "fingerprint": behavior_dataset_fingerprint(log),
         "format": fmt,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")

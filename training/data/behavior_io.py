@@ -18,14 +18,15 @@ Policy for bad input: a structural problem fails with `DataFileError` naming fil
 (missing column, empty file, wrong type, unparsable timestamp, unknown event type, an item with two
 categories, a duplicated item or user in its own file). Dirty rows are dropped and COUNTED in a
 warning on the `training.data.behavior_io` logger: rows with an empty required cell, events on an
-item absent from the items file. `strict=True` turns those into errors as well. Lines are 1-based
-file lines for CSV (the header is line 1) and 1-based row numbers for Parquet.
+item absent from the items file; a blank line counts as a row of empty cells. `strict=True` turns
+those into errors as well. Lines are 1-based file lines for CSV (the header is line 1) and 1-based row
+numbers for Parquet. Files are read by `training.data.table_io`, the reader both loaders share
+(encodings, line ends, repeated column names, Parquet errors).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
@@ -33,33 +34,15 @@ import pandas as pd
 
 from training.data.errors import DataFileError
 from training.data.schema import EVENT_TYPES, TAOBAO_EVENT_MAP, BehaviorLog, Catalogue
+from training.data.table_io import Table, read_table
 
 log = logging.getLogger(__name__)
 
 EVENT_COLUMNS = ("user_id", "item_id", "category_id", "event_type", "timestamp")
 TAOBAO_COLUMNS = ("user_id", "item_id", "category_id", "behavior_type", "timestamp")
+_EVENT_HEADER_NAMES = tuple(dict.fromkeys(EVENT_COLUMNS + TAOBAO_COLUMNS))  # a first line naming one is a header
 DEFAULT_PRICE = 1.0  # when the items file or its price column is absent
 _INT_PATTERN = r"[+-]?\d+"
-
-
-class _Table:
-    """A file read as text cells, with each row's line number for error messages."""
-
-    def __init__(self, path: Path, frame: pd.DataFrame, lines: np.ndarray):
-        self.path = path
-        self.frame = frame
-        self.lines = lines
-
-    def __len__(self) -> int:
-        return len(self.frame)
-
-    def error(self, message: str, row: int | None = None, column: str | None = None) -> DataFileError:
-        line = None if row is None else int(self.lines[row])
-        return DataFileError(self.path, message, line=line, column=column)
-
-    def keep(self, mask: np.ndarray) -> None:
-        self.frame = self.frame.loc[mask].reset_index(drop=True)
-        self.lines = self.lines[mask]
 
 
 def load_behavior(
@@ -70,11 +53,11 @@ def load_behavior(
     strict: bool = False,
 ) -> BehaviorLog:
     """Read events (+ optional items and users files) into a `BehaviorLog` sorted by (user, timestamp)."""
-    events = _read(Path(events_path), EVENT_COLUMNS, headerless_names=EVENT_COLUMNS)
+    events = _read(events_path, _EVENT_HEADER_NAMES, headerless_names=EVENT_COLUMNS)
     type_col = "event_type" if "event_type" in events.frame.columns else "behavior_type"
     if type_col not in events.frame.columns:
-        _require(events, ("event_type",))
-    _require(events, ("user_id", "item_id", "category_id", "timestamp"))
+        events.require(("event_type",))
+    events.require(("user_id", "item_id", "category_id", "timestamp"))
     _drop_missing(events, ("user_id", "item_id", "category_id", type_col, "timestamp"), strict)
     if len(events) == 0:
         raise DataFileError(events.path, "no events left after dropping rows with empty cells")
@@ -85,9 +68,9 @@ def load_behavior(
     ev_type = _event_types(events, type_col)
     ev_time = _timestamps(events, "timestamp")
 
-    items = _read(Path(items_path), ("item_id", "category_id")) if items_path is not None else None
+    items = _read(items_path, ("item_id", "category_id")) if items_path is not None else None
     if items is not None:
-        _require(items, ("item_id", "category_id"))
+        items.require(("item_id", "category_id"))
         optional = tuple(c for c in ("brand_id", "price") if c in items.frame.columns)
         _drop_missing(items, ("item_id", "category_id", *optional), strict)
         it_item, ev_item = _common_type(_ids(items, "item_id"), ev_item)
@@ -135,10 +118,10 @@ def load_behavior(
         if "price" in items.frame.columns:
             price[pos] = _prices(items, "price")
 
-    users = _read(Path(users_path), ("user_id",)) if users_path is not None else None
+    users = _read(users_path, ("user_id",)) if users_path is not None else None
     us_user = None
     if users is not None:
-        _require(users, ("user_id",))
+        users.require(("user_id",))
         _drop_missing(users, ("user_id",), strict)
         us_user, ev_user = _common_type(_ids(users, "user_id"), ev_user)
         _no_duplicates(users, us_user, "user_id")
@@ -174,57 +157,16 @@ def load_behavior(
 # ----------------------------------------------------------------------------------------- reading
 
 
-def _read(path: Path, known_columns: tuple[str, ...], headerless_names: tuple[str, ...] | None = None) -> _Table:
-    """Read CSV/Parquet as text cells (empty cell -> NaN). Header detection: the first line is a header
-    when it names at least one known column; otherwise (`headerless_names` given) columns are positional."""
-    if not path.exists():
-        raise DataFileError(path, "file not found")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
-        frame.columns = [str(c).strip().lower() for c in frame.columns]
-        if len(frame) == 0:
-            raise DataFileError(path, "empty file: no rows")
-        return _Table(path, frame, np.arange(1, len(frame) + 1))
-    try:
-        first = pd.read_csv(path, nrows=1, header=None, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise DataFileError(path, "empty file", line=1) from None
-    names = [str(c).strip().lower() for c in first.iloc[0]]
-    has_header = any(n in known_columns or n in TAOBAO_COLUMNS for n in names)
-    if not has_header and headerless_names is None:
-        raise DataFileError(path, f"no header line naming {', '.join(known_columns)}", line=1)
-    if not has_header and len(names) != len(headerless_names):
-        raise DataFileError(path, f"no header line and {len(names)} columns; expected {len(headerless_names)}", line=1)
-    try:
-        frame = pd.read_csv(
-            path,
-            header=0 if has_header else None,
-            names=None if has_header else list(headerless_names),
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            skipinitialspace=True,
-            skip_blank_lines=False,  # keeps row -> line numbering exact; blank rows count as empty cells
-        )
-    except pd.errors.ParserError as exc:  # ragged row: pandas says "... in line N, saw M"
-        match = re.search(r"line (\d+)", str(exc))
-        raise DataFileError(path, f"malformed row: {exc}", line=int(match.group(1)) if match else None) from None
-    if has_header:
-        frame.columns = [str(c).strip().lower() for c in frame.columns]
-    if len(frame) == 0:
-        raise DataFileError(path, "empty file: no data rows", line=2 if has_header else 1)
-    return _Table(path, frame, np.arange(len(frame)) + (2 if has_header else 1))
+def _read(path: str | Path, header_names: tuple[str, ...], headerless_names: tuple[str, ...] | None = None) -> Table:
+    """The shared reader (`table_io`) with this loader's rules: the first line is a header when it names
+    one of `header_names`, else (`headerless_names` given) the columns are positional; blank lines stay
+    as rows of empty cells, which `_drop_missing` counts (or rejects when strict)."""
+    return read_table(
+        path, header_names=header_names, headerless_names=headerless_names, keep_blank_lines=True, logger=log
+    )
 
 
-def _require(table: _Table, columns: tuple[str, ...]) -> None:
-    for col in columns:
-        if col not in table.frame.columns:
-            found = ", ".join(map(str, table.frame.columns))
-            line = 1 if table.path.suffix.lower() not in (".parquet", ".pq") else None
-            raise DataFileError(table.path, f"missing column '{col}' (found: {found})", line=line, column=col)
-
-
-def _drop_missing(table: _Table, columns: tuple[str, ...], strict: bool) -> None:
+def _drop_missing(table: Table, columns: tuple[str, ...], strict: bool) -> None:
     missing = table.frame[list(columns)].isna().to_numpy()
     bad = missing.any(axis=1)
     if not bad.any():
@@ -247,7 +189,7 @@ def _drop_missing(table: _Table, columns: tuple[str, ...], strict: bool) -> None
 # -------------------------------------------------------------------------------------- conversion
 
 
-def _ids(table: _Table, col: str) -> np.ndarray:
+def _ids(table: Table, col: str) -> np.ndarray:
     """int64 when the first row is an integer (then every row must be), else str objects."""
     values = table.frame[col]
     if pd.api.types.is_integer_dtype(values.dtype):
@@ -276,7 +218,7 @@ def _common_type(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def _event_types(table: _Table, col: str) -> np.ndarray:
+def _event_types(table: Table, col: str) -> np.ndarray:
     """int8 index into EVENT_TYPES. `behavior_type` uses Taobao's names; a headerless file may use either."""
     text = table.frame[col].astype(str).str.strip().str.lower()
     ours = {name: i for i, name in enumerate(EVENT_TYPES)}
@@ -293,7 +235,7 @@ def _event_types(table: _Table, col: str) -> np.ndarray:
     return codes.to_numpy(dtype=np.int8)
 
 
-def _timestamps(table: _Table, col: str) -> np.ndarray:
+def _timestamps(table: Table, col: str) -> np.ndarray:
     """int64 unix seconds. Numeric when the first row is a number (then all must be), else ISO-8601."""
     values = table.frame[col]
     if pd.api.types.is_datetime64_any_dtype(values.dtype):  # Parquet timestamp column
@@ -316,7 +258,7 @@ def _timestamps(table: _Table, col: str) -> np.ndarray:
     return parsed.dt.tz_convert(None).to_numpy().astype("datetime64[s]").astype(np.int64)
 
 
-def _prices(table: _Table, col: str) -> np.ndarray:
+def _prices(table: Table, col: str) -> np.ndarray:
     arr = pd.to_numeric(table.frame[col], errors="coerce").to_numpy(dtype=np.float64)
     bad = ~(np.isfinite(arr) & (arr > 0))
     if bad.any():
@@ -325,7 +267,7 @@ def _prices(table: _Table, col: str) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def _no_duplicates(table: _Table, ids: np.ndarray, col: str) -> None:
+def _no_duplicates(table: Table, ids: np.ndarray, col: str) -> None:
     _, first_pos, counts = np.unique(ids, return_index=True, return_counts=True)
     if (counts > 1).any():
         seen = np.zeros(ids.size, dtype=bool)
@@ -341,12 +283,12 @@ def _positions(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def _item_categories(
-    events: _Table,
+    events: Table,
     ev_item: np.ndarray,
     ev_cat: np.ndarray,
     item_ids: np.ndarray,
     cat_ids: np.ndarray,
-    items: _Table | None,
+    items: Table | None,
     it_item: np.ndarray | None,
     cat_idx: np.ndarray,
 ) -> np.ndarray:
@@ -376,7 +318,7 @@ def _item_categories(
     return category.astype(np.int32)
 
 
-def _user_features(users: _Table, rows_user: np.ndarray, n_users: int) -> tuple[np.ndarray | None, tuple[int, ...]]:
+def _user_features(users: Table, rows_user: np.ndarray, n_users: int) -> tuple[np.ndarray | None, tuple[int, ...]]:
     """int32 [n_users, n_features] codes. Columns of non-negative integers keep their values as codes
     (cardinality = max + 1); other columns get codes in sorted order of their values. Users without a
     row (or with an empty cell) get one extra 'unknown' code, counted in a warning."""

@@ -33,10 +33,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.common import fingerprint, progress
+from training.common import progress
 from training.data.errors import DataFileError
-from training.data.sales_io import PARQUET_SUFFIXES, load_sales
+from training.data.fingerprints import sales_units_fingerprint
+from training.data.sales_io import load_sales
 from training.data.schema import SalesPanel
+from training.data.table_io import PARQUET_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -385,11 +387,12 @@ def split_last_days(panel: SalesPanel, days: int = HOLDOUT_DAYS) -> tuple[SalesP
 
 # ---------------------------------------------------------------------------------------------- files
 
-SALES_FILE = "sales"  # .parquet, or .csv when asked for or when no Parquet engine is installed
-CALENDAR_FILE = "calendar.csv"
-ITEMS_FILE = "items.csv"
-EXPECTED_FILE = "expected.npy"
-META_FILE = "meta.json"
+# A sales data folder's files (not the gateway's stored series: serving.forecast.source.SALES_FILE).
+SALES_STEM = "sales"  # .parquet, or .csv when asked for or when no Parquet engine is installed
+CALENDAR_CSV = "calendar.csv"
+ITEMS_CSV = "items.csv"
+EXPECTED_NPY = "expected.npy"
+META_JSON = "meta.json"
 
 
 def parquet_available() -> bool:
@@ -408,10 +411,10 @@ def save_dir(panel: SalesPanel, out: str | Path, fmt: str = "auto", meta: dict |
     if fmt == "auto":
         fmt = "parquet" if parquet_available() else "csv"
         if fmt == "csv":
-            log.warning("no Parquet engine (pyarrow) importable; writing %s.csv instead", SALES_FILE)
+            log.warning("no Parquet engine (pyarrow) importable; writing %s.csv instead", SALES_STEM)
     if fmt not in ("parquet", "csv"):
         raise ValueError(f"fmt must be auto, parquet or csv, got {fmt!r}")
-    for stale in (out / f"{SALES_FILE}.parquet", out / f"{SALES_FILE}.csv", out / EXPECTED_FILE):
+    for stale in (out / f"{SALES_STEM}.parquet", out / f"{SALES_STEM}.csv", out / EXPECTED_NPY):
         stale.unlink(missing_ok=True)  # load_dir must never pick up a previous run's file
 
     series, day = np.nonzero(np.isfinite(panel.units))  # row-major: by series, then date
@@ -428,35 +431,35 @@ def save_dir(panel: SalesPanel, out: str | Path, fmt: str = "auto", meta: dict |
         }
     )
     if fmt == "parquet":
-        frame.to_parquet(out / f"{SALES_FILE}.parquet", index=False)
+        frame.to_parquet(out / f"{SALES_STEM}.parquet", index=False)
     else:  # dates as categorical text: formatting a few thousand dates beats formatting millions
         frame["date"] = pd.Categorical.from_codes(day, categories=np.datetime_as_string(panel.dates, unit="D"))
         chunk = 500_000  # pandas writes ~1 M cells/s: show progress on big panels
-        with open(out / f"{SALES_FILE}.csv", "w", newline="") as f:
+        with open(out / f"{SALES_STEM}.csv", "w", newline="") as f:
             for lo in progress(range(0, len(frame), chunk), desc="sales: csv", delay=2.0):
                 frame.iloc[lo : lo + chunk].to_csv(f, index=False, header=lo == 0)
     calendar = pd.DataFrame(panel.events, columns=list(panel.event_names))
     calendar.insert(0, "date", pd.Series(panel.dates).dt.strftime("%Y-%m-%d"))
-    calendar.to_csv(out / CALENDAR_FILE, index=False)
+    calendar.to_csv(out / CALENDAR_CSV, index=False)
     item_category = np.zeros(panel.item_ids.size, dtype=np.int64)
     item_category[panel.item] = panel.category
     width = len(str(max(int(panel.category.max(initial=0)), 1)))
     pd.DataFrame({"item_id": panel.item_ids, "category_id": [f"cat_{c:0{width}d}" for c in item_category]}).to_csv(
-        out / ITEMS_FILE, index=False
+        out / ITEMS_CSV, index=False
     )
     if panel.expected is not None:
-        np.save(out / EXPECTED_FILE, panel.expected.astype(np.float32))
+        np.save(out / EXPECTED_NPY, panel.expected.astype(np.float32))
     info = {
         "format": fmt,
         "n_series": panel.n_series,
         "n_days": panel.n_days,
         "start_date": str(panel.start_date),
         "event_names": list(panel.event_names),
-        "units_fingerprint": fingerprint(panel.units),
+        "units_fingerprint": sales_units_fingerprint(panel),
         "has_expected": panel.expected is not None,
         **(meta or {}),
     }
-    (out / META_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    (out / META_JSON).write_text(json.dumps(info, indent=2) + "\n")
     return out
 
 
@@ -466,18 +469,18 @@ def load_dir(path: str | Path) -> SalesPanel:
     The ground truth is attached only when the sales file is unchanged since it was written (same
     units fingerprint), so it can never be misaligned with the series."""
     path = Path(path)
-    candidates = [path / f"{SALES_FILE}{suffix}" for suffix in (*PARQUET_SUFFIXES[:1], ".csv")]
+    candidates = [path / f"{SALES_STEM}{suffix}" for suffix in (*PARQUET_SUFFIXES[:1], ".csv")]
     sales = next((p for p in candidates if p.is_file()), None)
     if sales is None:
-        raise DataFileError(path, f"no {SALES_FILE}.parquet or {SALES_FILE}.csv in this folder")
-    calendar, items = path / CALENDAR_FILE, path / ITEMS_FILE
+        raise DataFileError(path, f"no {SALES_STEM}.parquet or {SALES_STEM}.csv in this folder")
+    calendar, items = path / CALENDAR_CSV, path / ITEMS_CSV
     panel = load_sales(sales, calendar if calendar.is_file() else None, items if items.is_file() else None)
-    expected_path = path / EXPECTED_FILE
+    expected_path = path / EXPECTED_NPY
     if not expected_path.is_file():
         return panel
-    meta_path = path / META_FILE
+    meta_path = path / META_JSON
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    if meta.get("units_fingerprint") != fingerprint(panel.units):
+    if meta.get("units_fingerprint") != sales_units_fingerprint(panel):
         raise DataFileError(expected_path, f"does not match {sales.name} (edited after generation?)")
     expected = np.load(expected_path)
     if expected.shape != panel.units.shape:

@@ -27,6 +27,8 @@ type, negative units, bad price or promo, unparsable date, duplicate (store, ite
 duplicate calendar dates or items, items absent from the items file. No row is ever dropped, except
 blank lines of a CSV, which are counted in a warning. Lines are 1-based file lines for CSV (the
 header is line 1; exact unless a quoted cell spans lines) and 1-based row numbers for Parquet.
+Files are read by `training.data.table_io`, the reader both loaders share (encodings, line ends,
+repeated column names, Parquet errors).
 """
 
 from __future__ import annotations
@@ -38,122 +40,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.data.errors import DataFileError
 from training.data.schema import SalesPanel
+from training.data.table_io import Table, read_table
 
 log = logging.getLogger(__name__)
 
 SALES_COLUMNS = ("store_id", "item_id", "date", "units")
 OPTIONAL_SALES_COLUMNS = ("price", "promo", "category_id")
 DEFAULT_PRICE = 1.0  # a series that never states a price
-PARQUET_SUFFIXES = (".parquet", ".pq")
 _CANONICAL_INT = re.compile(r"-?(0|[1-9]\d*)")  # "007" stays text so that ids write back unchanged
 
 
-class _Table:
-    """A file's columns, the 1-based line (CSV) or row (Parquet) of each row, and error helpers."""
-
-    def __init__(self, path: Path, frame: pd.DataFrame, lines: np.ndarray, header_line: int | None):
-        self.path = path
-        self.frame = frame
-        self.lines = lines
-        self.header_line = header_line
-
-    def __len__(self) -> int:
-        return len(self.frame)
-
-    def error(self, message: str, row: int | None = None, column: str | None = None) -> DataFileError:
-        line = None if row is None else int(self.lines[row])
-        return DataFileError(self.path, message, line=line, column=column)
-
-    def require(self, columns: tuple[str, ...]) -> None:
-        for col in columns:
-            if col not in self.frame.columns:
-                found = ", ".join(map(str, self.frame.columns)) or "none"
-                raise DataFileError(
-                    self.path, f"missing column '{col}' (found: {found})", line=self.header_line, column=col
-                )
-
-    def distinct(self, col: str) -> tuple[np.ndarray, np.ndarray]:
-        """-> (int64 code per row, the distinct values). Conversions run on the distinct values only:
-        a sales file has millions of rows but few distinct dates, ids, unit counts or prices. Text
-        values come stripped, an empty cell as ''."""
-        values = self.frame[col]
-        codes, uniques = pd.factorize(values, use_na_sentinel=True)
-        uniques = np.asarray(uniques, dtype=object)
-        if not (pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_datetime64_any_dtype(values.dtype)):
-            uniques = np.array([str(u).strip() for u in uniques] + [""], dtype=object)  # loop over distinct values
-            codes = np.where(codes < 0, uniques.size - 1, codes)  # NaN cell -> the trailing ''
-        return codes.astype(np.int64), uniques
-
-    def first_row(self, codes: np.ndarray, bad_values: np.ndarray) -> int:
-        """Row of the first cell whose code is among the bad distinct values (a bool mask over them)."""
-        return int(np.argmax(bad_values[codes]))
-
-
-def read_table(path: str | Path) -> _Table:
-    """Read a CSV (every cell as text) or Parquet file (typed columns); headers lower-cased."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataFileError(path, "file not found")
-    if path.suffix.lower() in PARQUET_SUFFIXES:
-        try:
-            frame = pd.read_parquet(path)
-        except ImportError as exc:  # no engine: say so instead of a generic failure
-            raise DataFileError(path, f"cannot read Parquet here ({exc}); save the file as CSV") from None
-        except Exception as exc:  # pyarrow raises several types for corrupt files
-            raise DataFileError(path, f"not a readable Parquet file: {exc}") from None
-        _normalise_columns(path, frame, header_line=None)
-        if len(frame) == 0:
-            raise DataFileError(path, "empty file: no rows")
-        return _Table(path, frame.reset_index(drop=True), np.arange(1, len(frame) + 1), header_line=None)
-    try:
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, skip_blank_lines=False, encoding="utf-8-sig", skipinitialspace=True
-        )
-    except pd.errors.EmptyDataError:
-        raise DataFileError(path, "empty file", line=1) from None
-    except pd.errors.ParserError as exc:  # a ragged row; pandas names its line
-        match = re.search(r"line (\d+)", str(exc))
-        raise DataFileError(path, f"malformed row: {exc}", line=int(match.group(1)) if match else None) from None
-    except UnicodeDecodeError as exc:
-        raise DataFileError(path, f"not a UTF-8 text file: {exc}") from None
-    _normalise_columns(path, frame, header_line=1)
-    lines = np.arange(len(frame)) + 2  # header is line 1; blank lines are kept as rows, so this stays exact
-    blank = _blank_rows(frame)
-    if blank.any():
-        log.warning("%s: skipped %d blank lines (first at line %d)", path, int(blank.sum()), int(lines[blank][0]))
-        frame, lines = frame.loc[~blank].reset_index(drop=True), lines[~blank]
-    if len(frame) == 0:
-        raise DataFileError(path, "empty file: a header but no data rows", line=2)
-    return _Table(path, frame, lines, header_line=1)
-
-
-def _blank_rows(frame: pd.DataFrame) -> np.ndarray:
-    """bool [rows]: blank lines (every cell empty). Only rows with an empty first cell are inspected."""
-    first = frame.iloc[:, 0]
-    maybe = (first.isna() | (first == "")).to_numpy()  # read with skipinitialspace: "  " reads as ""
-    blank = np.zeros(len(frame), dtype=bool)
-    if maybe.any():
-        rest = frame.loc[maybe].fillna("").astype(str)
-        blank[maybe] = rest.apply(lambda c: c.str.strip() == "").all(axis=1).to_numpy()
-    return blank
-
-
-def _normalise_columns(path: Path, frame: pd.DataFrame, header_line: int | None) -> None:
-    names = [str(c).strip().lower() for c in frame.columns]
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise DataFileError(path, f"column '{name}' appears twice", line=header_line, column=name)
-        seen.add(name)
-    frame.columns = names
+def _read(path: str | Path) -> Table:
+    """The shared reader (`table_io`): the header is the first line; blank lines are skipped and counted
+    in a warning on this module's logger."""
+    return read_table(path, logger=log)
 
 
 # -------------------------------------------------------------------------------------- conversion
 
 
-def _ids(table: _Table, col: str) -> tuple[np.ndarray, np.ndarray]:
+def _ids(table: Table, col: str) -> tuple[np.ndarray, np.ndarray]:
     """-> (sorted unique ids, int64 index of each row into them). Ids are int64 when every one is a
     plain integer, else str objects. An empty cell is an error."""
     values = table.frame[col]
@@ -165,7 +72,7 @@ def _ids(table: _Table, col: str) -> tuple[np.ndarray, np.ndarray]:
         bad = floats != np.floor(floats)
         if bad.any():
             row = table.first_row(codes, bad)
-            raise table.error(f"wrong type: id {values.iloc[row]!r} is not an integer", row, col)
+            raise table.error(f"wrong type: id {table.cell(row, col)!r} is not an integer", row, col)
         uniques = floats.astype(np.int64)
     elif pd.api.types.is_integer_dtype(values.dtype):
         uniques = uniques.astype(np.int64)
@@ -190,7 +97,7 @@ def _align_ids(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def _numbers(table: _Table, col: str, what: str) -> np.ndarray:
+def _numbers(table: Table, col: str, what: str) -> np.ndarray:
     """float64 per row; NaN for an empty cell; an error for text that is not a finite number."""
     values = table.frame[col]
     if pd.api.types.is_bool_dtype(values.dtype):
@@ -200,7 +107,7 @@ def _numbers(table: _Table, col: str, what: str) -> np.ndarray:
         bad_rows = np.isinf(arr)
         if bad_rows.any():
             row = int(np.argmax(bad_rows))
-            raise table.error(f"wrong type: {what} {values.iloc[row]!r} is not a number", row, col)
+            raise table.error(f"wrong type: {what} {table.cell(row, col)!r} is not a number", row, col)
         return arr
     codes, uniques = table.distinct(col)
     lowered = np.array([u.lower() for u in uniques], dtype=object)
@@ -209,11 +116,11 @@ def _numbers(table: _Table, col: str, what: str) -> np.ndarray:
     bad = (np.isnan(parsed) & (text != "")) | np.isinf(parsed)
     if bad.any() and bad[codes].any():
         row = table.first_row(codes, bad)
-        raise table.error(f"wrong type: {what} {values.iloc[row]!r} is not a number", row, col)
+        raise table.error(f"wrong type: {what} {table.cell(row, col)!r} is not a number", row, col)
     return parsed[codes]
 
 
-def _days(table: _Table, col: str) -> np.ndarray:
+def _days(table: Table, col: str) -> np.ndarray:
     """datetime64[D] per row from ISO dates (text), dates or timestamps (Parquet)."""
     values = table.frame[col]
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
@@ -228,8 +135,7 @@ def _days(table: _Table, col: str) -> np.ndarray:
     bad_unique = parsed.isna().to_numpy()
     if bad_unique.any() and bad_unique[codes].any():
         row = table.first_row(codes, bad_unique)
-        shown = table.frame[col].iloc[row]
-        raise table.error(f"unparsable date {shown!r} (expected ISO, e.g. 2024-05-31)", row, col)
+        raise table.error(f"unparsable date {table.cell(row, col)!r} (expected ISO, e.g. 2024-05-31)", row, col)
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_localize(None)
     return parsed.to_numpy().astype("datetime64[D]")[codes]
@@ -257,7 +163,7 @@ def load_sales(
 
     -> units/price/promo float32 [n_series, n_days], events int8 [n_days, n_events], series sorted by
     (store_id, item_id). `expected` is None (only generated data has a ground truth)."""
-    sales = read_table(sales_path)
+    sales = _read(sales_path)
     sales.require(SALES_COLUMNS)
     store_ids, store = _ids(sales, "store_id")
     item_ids, item = _ids(sales, "item_id")
@@ -269,17 +175,17 @@ def load_sales(
     negative = units < 0
     if negative.any():
         row = int(np.argmax(negative))
-        raise sales.error(f"negative units {sales.frame['units'].iloc[row]!r}", row, "units")
+        raise sales.error(f"negative units {sales.cell(row, 'units')!r}", row, "units")
     price = _numbers(sales, "price", "price") if "price" in sales.frame.columns else np.full(len(sales), np.nan)
     bad = price <= 0
     if bad.any():
         row = int(np.argmax(bad))
-        raise sales.error(f"price {sales.frame['price'].iloc[row]!r} is not > 0", row, "price")
+        raise sales.error(f"price {sales.cell(row, 'price')!r} is not > 0", row, "price")
     promo = _numbers(sales, "promo", "promo") if "promo" in sales.frame.columns else np.zeros(len(sales))
     bad = (promo < 0) | (promo > 1)
     if bad.any():
         row = int(np.argmax(bad))
-        raise sales.error(f"promo {sales.frame['promo'].iloc[row]!r} is outside [0, 1]", row, "promo")
+        raise sales.error(f"promo {sales.cell(row, 'promo')!r} is outside [0, 1]", row, "promo")
     promo = np.nan_to_num(promo, nan=0.0)
 
     start = day.min()
@@ -358,11 +264,11 @@ def _grids(
 
 
 def _categories(
-    sales: _Table, item_ids: np.ndarray, item: np.ndarray, items_path: str | Path | None, series_item: np.ndarray
+    sales: Table, item_ids: np.ndarray, item: np.ndarray, items_path: str | Path | None, series_item: np.ndarray
 ) -> np.ndarray:
     """int32 [n_series] category index (sorted category ids of the panel's items)."""
     if items_path is not None:
-        items = read_table(items_path)
+        items = _read(items_path)
         items.require(("item_id", "category_id"))
         listed, listed_row = _ids(items, "item_id")
         dup = _first_duplicate(listed_row)
@@ -405,7 +311,7 @@ def _categories(
 
 def _calendar(path: Path, start: np.datetime64, n_days: int) -> tuple[np.ndarray, tuple[str, ...]]:
     """-> events int8 [n_days, n_events], event names (the calendar's columns other than date)."""
-    cal = read_table(path)
+    cal = _read(path)
     cal.require(("date",))
     names = tuple(c for c in cal.frame.columns if c != "date")
     day = _days(cal, "date")
@@ -418,7 +324,7 @@ def _calendar(path: Path, start: np.datetime64, n_days: int) -> tuple[np.ndarray
         bad = ~np.isin(values, (0.0, 1.0))
         if bad.any():
             row = int(np.argmax(bad))
-            raise cal.error(f"event flag {cal.frame[name].iloc[row]!r} is not 0 or 1", row, name)
+            raise cal.error(f"event flag {cal.cell(row, name)!r} is not 0 or 1", row, name)
         flags[:, j] = values
     t = (day - start).astype(np.int64)
     inside = (t >= 0) & (t < n_days)

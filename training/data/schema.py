@@ -12,12 +12,13 @@ from typing import Protocol
 
 import numpy as np
 
+from serving.contracts.ids import ID_OFFSET as ID_OFFSET  # re-exported: the one id convention
+
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "cart", "buy")
 # Taobao UserBehavior's behavior_type values mapped onto EVENT_TYPES.
 TAOBAO_EVENT_MAP: dict[str, str] = {"pv": "view", "fav": "click", "cart": "cart", "buy": "buy"}
-# Forms hold indices 0..n-1. Models shift ids by +1 in their embedding tables so that 0 means
-# padding / unknown id; the shift happens in the model's input building, never in these forms.
-ID_OFFSET = 1
+# Forms hold indices 0..n-1. Models shift ids by ID_OFFSET (+1) in their embedding tables so that 0
+# means padding / unknown id; the shift happens in the model's input building, never in these forms.
 
 
 @dataclass

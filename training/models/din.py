@@ -103,7 +103,9 @@ class MLP(nn.Module):
         return z
 
 
-class DIN(nn.Module):
+class DINModel(nn.Module):
+    """The ranking network of the module doc as a torch module (the checkpoint's weights)."""
+
     def __init__(self, cfg: DINConfig):
         super().__init__()
         self.cfg = cfg

@@ -19,7 +19,7 @@ from torch import nn
 from transformers import BertConfig, BertModel
 from transformers.utils import logging as hf_logging
 
-from training.checkpoint import build_config
+from training.checkpoint import config_from_dict
 
 POOLINGS = ("mean", "cls")
 # BertConfig fields that IntentConfig mirrors; everything else in a pretrained config.json is irrelevant here.
@@ -41,7 +41,7 @@ _BERT_FIELDS = (
 
 @dataclass
 class IntentConfig:
-    """Constructor arguments of IntentClassifier (stored in the checkpoint). Defaults = MiniLM-L6-H384."""
+    """Constructor arguments of BertIntentModel (stored in the checkpoint). Defaults = MiniLM-L6-H384."""
 
     vocab_size: int = 30522
     hidden_size: int = 384
@@ -80,7 +80,9 @@ class IntentConfig:
         return cls(**{**fields, **overrides})
 
 
-class IntentClassifier(nn.Module):
+class BertIntentModel(nn.Module):
+    """The classifier of the module doc as a torch module: encoder, pooling, head (the checkpoint's weights)."""
+
     def __init__(self, config: IntentConfig):
         super().__init__()
         self.config = config
@@ -90,7 +92,7 @@ class IntentClassifier(nn.Module):
         self._mean_pool = config.pooling == "mean"  # fixed at construction: no branching on data
 
     @classmethod
-    def from_pretrained_encoder(cls, config: IntentConfig, directory: str | Path) -> IntentClassifier:
+    def from_pretrained_encoder(cls, config: IntentConfig, directory: str | Path) -> BertIntentModel:
         """A classifier whose encoder holds the pretrained weights in `directory` (head freshly initialised)."""
         model = cls(config)
         bar_was_on = hf_logging.is_progress_bar_enabled()
@@ -128,8 +130,8 @@ class IntentClassifier(nn.Module):
         return self.head(self.dropout(self.encode(input_ids, attention_mask)))
 
 
-def build_from_checkpoint(payload: dict[str, Any]) -> IntentClassifier:
+def build_from_checkpoint(payload: dict[str, Any]) -> BertIntentModel:
     """Rebuild the trained classifier from `training.checkpoint.load_checkpoint(...)` output (no pretrained files)."""
-    model = IntentClassifier(build_config(IntentConfig, payload["config"]))
+    model = BertIntentModel(config_from_dict(IntentConfig, payload["config"]))
     model.load_state_dict(payload["state_dict"])
     return model.eval()

@@ -10,7 +10,7 @@ forward(past_features   float32 [B, n_past, L],
     -> quantiles float32 [B, H, n_quantiles]  (units/day, ordered along the last axis, >= 0)
        mean      float32 [B, H]               (units/day, > 0; the point forecast)
 
-Feature layout and scaling live in serving/forecast_features.py (numpy, shared with serving).
+Feature layout and scaling live in serving/forecast/features.py (numpy, shared with serving).
 
 Encoder: residual blocks of two causal dilated convolutions (left padding only, so position t sees
 positions <= t), ReLU and dropout, with a 1x1 skip where the width changes; dilations double per block.

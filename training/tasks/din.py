@@ -25,12 +25,13 @@ import torch
 import torch.nn.functional as F
 
 from training.checkpoint import save_checkpoint
-from training.common import fingerprint, progress, set_seed, torch_device
+from training.common import progress, set_seed, torch_device
+from training.data.fingerprints import behavior_fingerprint
 from training.data.schema import ID_OFFSET
 from training.data.splits import leave_last_out
 from training.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, unwrap, wrap_ddp
 from training.metrics.ranking import auc, gauc
-from training.models.din import DIN, DINConfig
+from training.models.din import DINConfig, DINModel
 from training.report import format_table, write_report
 from training.tasks.base import EarlyStopping, TrainArgs
 from training.tasks.rec_samples import (
@@ -85,7 +86,7 @@ class Features:
         )
 
 
-def din_inputs(rows: RecSamples, idx: np.ndarray, feats: Features, device: str) -> tuple[torch.Tensor, ...]:
+def batch_tensors(rows: RecSamples, idx: np.ndarray, feats: Features, device: str) -> tuple[torch.Tensor, ...]:
     """Rows -> (hist_item_ids [b, L], hist_cat_ids [b, L], hist_len [b], cand_item_ids [b], cand_cat_ids [b],
     user_features [b, F])."""
     hist, length = rows.histories(idx)
@@ -105,7 +106,7 @@ def din_inputs(rows: RecSamples, idx: np.ndarray, feats: Features, device: str) 
 
 
 @torch.no_grad()
-def predict(model: DIN, rows: RecSamples, feats: Features, device: str, chunk: int = 8192) -> np.ndarray:
+def predict(model: DINModel, rows: RecSamples, feats: Features, device: str, chunk: int = 8192) -> np.ndarray:
     """Click logits for every row -> float32 [n_rows].
 
     Rows go through in order of history length, so each chunk is only as wide as its longest history."""
@@ -114,7 +115,7 @@ def predict(model: DIN, rows: RecSamples, feats: Features, device: str, chunk: i
     out = np.zeros(len(rows), dtype=np.float32)
     for s in range(0, len(rows), chunk):
         idx = order[s : s + chunk]
-        out[idx] = model(*din_inputs(rows, idx, feats, device)).cpu().numpy()
+        out[idx] = model(*batch_tensors(rows, idx, feats, device)).cpu().numpy()
     return out
 
 
@@ -131,14 +132,14 @@ def id_counts(rows: RecSamples, category: np.ndarray, n_items: int, chunk: int =
 
 
 def mba_penalty(
-    model: DIN, inputs: tuple[torch.Tensor, ...], inv_counts: tuple[torch.Tensor, torch.Tensor]
+    model: DINModel, inputs: tuple[torch.Tensor, ...], inv_counts: tuple[torch.Tensor, torch.Tensor]
 ) -> torch.Tensor:
     """Mini-batch aware regularisation (Zhou et al. 2018, section 4.1): sum over the item and category ids
     present in this batch of ||w_j||^2 / n_j, n_j = the id's occurrences in the training rows.
 
     Plain L2 would touch all the embedding rows every step and weight decay in Adam shrinks them all; this
     penalises only what the batch uses, and rare ids (the ones that overfit) the most per occurrence.
-    inputs: `din_inputs` output; inv_counts: (1 / item counts, 1 / category counts), 0 at padding."""
+    inputs: `batch_tensors` output; inv_counts: (1 / item counts, 1 / category counts), 0 at padding."""
     hist_items, hist_cats, _, cand_items, cand_cats, _ = inputs
     total = torch.zeros((), device=cand_items.device)
     for emb, ids, inv in (
@@ -159,11 +160,11 @@ def fit(
     info: DistInfo,
     seed: int,
     max_epochs: int | None,
-) -> tuple[DIN, list[dict], int]:
+) -> tuple[DINModel, list[dict], int]:
     """Train one DIN (either pooling) with early stopping on valid AUC -> (best model, history, best epoch)."""
     torch.manual_seed(seed)
     device = info.device
-    model = DIN(cfg).to(device)
+    model = DINModel(cfg).to(device)
     ddp = wrap_ddp(model, info)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     stopper = EarlyStopping(patience=tc.patience, mode="max")
@@ -179,7 +180,7 @@ def fit(
         total = 0.0
         bar = progress(batches, desc=f"din[{cfg.pooling}] epoch {epoch + 1}/{epochs}")
         for idx in bar:
-            inputs = din_inputs(train, idx, feats, device)
+            inputs = batch_tensors(train, idx, feats, device)
             logits = ddp(*inputs)
             loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(train.label[idx]).to(device))
             opt.zero_grad(set_to_none=True)
@@ -195,10 +196,9 @@ def fit(
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "valid_auc": val})
         if info.is_main:
             print(f"[din:{cfg.pooling}] epoch {epoch + 1}: loss {train_loss:.4f}  valid AUC {val:.4f}", file=sys.stderr)
-        if stopper.step(val, model.state_dict(), epoch):
+        if stopper.update(val, model, epoch):
             break
-    if stopper.best_state is not None:
-        model.load_state_dict(stopper.best_state)
+    stopper.restore(model)
     return unwrap(ddp), history, stopper.best_epoch + 1
 
 
@@ -282,7 +282,7 @@ def run(args: TrainArgs) -> dict:
             config=cfg,
             state_dict=model.state_dict(),
             metrics=results["din"],
-            data_fingerprint=fingerprint(log.user, log.item, log.event, log.timestamp),
+            data_fingerprint=behavior_fingerprint(log),
             extra={
                 "profile": args.profile,
                 "max_hist": cfg.max_hist,

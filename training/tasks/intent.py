@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from training.checkpoint import save_checkpoint
-from training.common import fingerprint, progress, set_seed, torch_device
+from training.common import progress, set_seed, torch_device
+from training.data.fingerprints import intent_fingerprint
 from training.data.intents import (
     encoder_dir,
     load_banking77,
@@ -46,7 +47,7 @@ from training.metrics.classification import (
     nll,
     softmax,
 )
-from training.models.intent import IntentClassifier, IntentConfig
+from training.models.intent import BertIntentModel, IntentConfig
 from training.report import format_table, write_report
 from training.tasks.base import EarlyStopping, TrainArgs
 
@@ -131,7 +132,7 @@ def _autocast(device: str) -> torch.autocast:
 
 
 @torch.inference_mode()
-def predict_logits(model: IntentClassifier, enc: Encoded, device: str, desc: str = "predict") -> np.ndarray:
+def predict_logits(model: BertIntentModel, enc: Encoded, device: str, desc: str = "predict") -> np.ndarray:
     """-> float32 logits [N, n_labels] in the original row order (batched by length for speed)."""
     model.eval()
     order = np.argsort(enc.lengths, kind="stable")
@@ -144,7 +145,7 @@ def predict_logits(model: IntentClassifier, enc: Encoded, device: str, desc: str
     return out
 
 
-def make_optimizer(model: IntentClassifier, profile: IntentProfile) -> torch.optim.Optimizer:
+def make_optimizer(model: BertIntentModel, profile: IntentProfile) -> torch.optim.Optimizer:
     """AdamW, one learning rate for the encoder and a higher one for the fresh head; no decay on biases/norms."""
     if profile.freeze_word_embeddings:
         model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
@@ -173,7 +174,7 @@ def warmup_linear(total_steps: int, warmup_share: float) -> Any:
 
 
 def train_epoch(
-    model: IntentClassifier,
+    model: BertIntentModel,
     enc: Encoded,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
@@ -204,7 +205,7 @@ def train_epoch(
 
 
 def fit(
-    model: IntentClassifier,
+    model: BertIntentModel,
     train: Encoded,
     val: Encoded,
     profile: IntentProfile,
@@ -231,13 +232,12 @@ def fit(
             {"epoch": epoch, "train_loss": loss, "val_accuracy": val_acc, "seconds": time.perf_counter() - t0}
         )
         print(f"[intent] epoch {epoch}: train loss {loss:.4f}, val accuracy {val_acc:.4f}", file=sys.stderr)
-        stop = stopper.step(val_acc, model.state_dict(), epoch=epoch)
-        if stopper.best_epoch == epoch:
+        stop = stopper.update(val_acc, model, epoch=epoch)
+        if stopper.improved:
             best_logits = val_logits  # kept so calibration needs no second pass over validation
         if stop:
             break
-    if stopper.best_state is not None:
-        model.load_state_dict(stopper.best_state)
+    stopper.restore(model)
     return {"history": history, "best_epoch": stopper.best_epoch, "val_logits": best_logits}
 
 
@@ -356,7 +356,7 @@ def train_and_evaluate(args: TrainArgs, profile: IntentProfile, encoder: Path) -
     tokenizer = load_tokenizer(profile.max_len, encoder)
     enc_train, enc_val, enc_test = (encode(d, tokenizer) for d in (train, val, test))
     config = IntentConfig.from_pretrained_dir(encoder, n_labels=len(train_all.labels), max_len=profile.max_len)
-    model = IntentClassifier.from_pretrained_encoder(config, encoder).to(device)
+    model = BertIntentModel.from_pretrained_encoder(config, encoder).to(device)
 
     t_train = time.perf_counter()
     fitted = fit(model, enc_train, enc_val, profile, args.max_epochs or profile.max_epochs, device, args.seed)
@@ -377,9 +377,7 @@ def train_and_evaluate(args: TrainArgs, profile: IntentProfile, encoder: Path) -
         },
         f"BANKING77 intent hand-off ({args.profile} profile)" if args.data_dir is None else "Intent hand-off",
     )
-    data_fp = fingerprint(
-        np.array(train_all.texts, dtype=object), train_all.label, np.array(test.texts, dtype=object), test.label
-    )
+    data_fp = intent_fingerprint(train_all, test)
     ckpt = save_checkpoint(
         args.checkpoint_dir / "intent.pt",
         model_name="intent",

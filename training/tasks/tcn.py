@@ -28,10 +28,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from serving.forecast_features import FeatureSpec, panel_calendar, shift_ids, take_windows, window_features
-from serving.replenishment import period_demand_quantiles
+from serving.forecast.features import FeatureSpec, panel_calendar, shift_ids, take_windows, window_features
+from serving.forecast.replenishment import period_demand_quantiles
 from training.checkpoint import save_checkpoint
-from training.common import fingerprint, progress, set_seed, torch_device
+from training.common import progress, set_seed, torch_device
+from training.data.fingerprints import sales_fingerprint
 from training.data.sales import PROFILES as SALES_PROFILES
 from training.data.sales import generate, load_dir, split_last_days
 from training.data.schema import SalesPanel
@@ -380,10 +381,9 @@ def run(args: TrainArgs) -> dict:
         val = validation_loss(model, hist_data, valid_series, t_train - 1, spec, prof, device)
         history_log.append({"epoch": epoch + 1, "train_loss": running / prof.steps_per_epoch, "val_loss": val})
         print(f"[tcn] epoch {epoch + 1}: train {running / prof.steps_per_epoch:.4f}  val {val:.4f}", file=sys.stderr)
-        if stopper.step(val, model.state_dict(), epoch):
+        if stopper.update(val, model, epoch):
             break
-    if stopper.best_state is not None:
-        model.load_state_dict(stopper.best_state)
+    stopper.restore(model)
     train_s = time.perf_counter() - t_start
 
     quantiles, mean = predict(model, full_data, t_hist - 1, spec, device, prof.eval_batch)
@@ -415,11 +415,11 @@ def run(args: TrainArgs) -> dict:
         config=cfg,
         state_dict=model.state_dict(),
         metrics=metrics,
-        data_fingerprint=fingerprint(panel.units, panel.price, panel.promo, panel.events),
+        data_fingerprint=sales_fingerprint(panel),
         extra={
             "feature_spec": spec.to_dict(),
             "scaling": "series_scale = 1 + mean observed units of the last scale_days up to the origin; "
-            "outputs are multiplied by it (serving/forecast_features.py)",
+            "outputs are multiplied by it (serving/forecast/features.py)",
             "input_names": list(INPUT_NAMES),
             "output_names": list(OUTPUT_NAMES),
             "quantile_levels": list(cfg.quantiles),

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from training.checkpoint import save_checkpoint
-from training.common import fingerprint, progress, set_seed, torch_device
+from training.common import progress, set_seed, torch_device
+from training.data.fingerprints import behavior_fingerprint
 from training.data.schema import BehaviorLog
 from training.data.splits import leave_last_out
 from training.distributed import all_reduce_mean, barrier, init_distributed, unwrap, wrap_ddp
@@ -195,10 +196,9 @@ def run(args: TrainArgs) -> dict:
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "valid_recall@50": val})
         if info.is_main:
             print(f"[two_tower] epoch {epoch + 1}: loss {train_loss:.4f}  valid recall@50 {val:.4f}", file=sys.stderr)
-        if stopper.step(val, model.state_dict(), epoch):
+        if stopper.update(val, model, epoch):
             break
-    if stopper.best_state is not None:
-        model.load_state_dict(stopper.best_state)
+    stopper.restore(model)
 
     report: dict = {}
     if info.is_main:
@@ -212,7 +212,7 @@ def run(args: TrainArgs) -> dict:
             n_train_pairs=len(rows),
             world_size=info.world_size,
         )
-        data_fp = fingerprint(log.user, log.item, log.event, log.timestamp)
+        data_fp = behavior_fingerprint(log)
         save_checkpoint(
             args.checkpoint_dir / f"{MODEL_NAME}.pt",
             model_name=MODEL_NAME,

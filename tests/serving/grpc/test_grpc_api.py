@@ -19,12 +19,12 @@ from fastapi import FastAPI
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from serving.app import create_app
-from serving.backends.embedded import EmbeddedBackend
-from serving.grpc_messages import as_dict
-from serving.grpc_server import SERVICE
+from serving.grpc.messages import as_dict
+from serving.grpc.server import SERVICE
 from serving.proto import storefront_pb2 as pb
 from serving.proto import storefront_pb2_grpc as pb_grpc
-from serving.settings import Settings
+from serving.runtime.backends.embedded import EmbeddedBackend
+from serving.runtime.settings import Settings
 from tests.serving import gateway_helpers as g
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio(loop_scope="module")]
@@ -152,7 +152,7 @@ async def test_forecast_unavailable_then_equals_http(gw):
     assert code == grpc.StatusCode.UNAVAILABLE and "forecast" in details
     assert meta["error-code"] == "unavailable"
     saved = gw.rt.artifacts
-    gw.rt.artifacts = dataclasses.replace(saved, forecast=g.FakeSeries())
+    gw.rt.artifacts = saved.with_parts(forecast=g.FakeSeries())
     try:
         message = pb.ForecastRequest(store_id=Id(1), item_id=Id(42), horizon=5, stock=2, lead_time_days=3)
         body = {"store_id": 1, "item_id": 42, "horizon": 5, "stock": 2, "lead_time_days": 3}

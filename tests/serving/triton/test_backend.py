@@ -1,4 +1,4 @@
-"""serving.backends.triton against a real pip tritonserver: the same ModelInfo and the same outputs as the
+"""serving.runtime.backends.triton against a real pip tritonserver: the same ModelInfo and the same outputs as the
 embedded backend on the same repository, clear errors for unknown models / pins / no server, and fail-fast then
 self-recovery when Triton goes away and comes back."""
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.backends.embedded import EmbeddedBackend
-from serving.backends.triton import TritonBackend
-from serving.errors import Unavailable
+from serving.contracts.errors import Unavailable
+from serving.runtime.backends.embedded import EmbeddedBackend
+from serving.runtime.backends.triton import TritonBackend
 from serving.triton import Ports, TritonServer
 from serving.triton.launcher import free_port
 from tests.serving.triton.helpers import require_tritonserver

@@ -14,7 +14,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from serving.triton.__main__ import main
 from serving.triton.ort_model import group_by_shape, split_rows
-from serving.triton.view import MARKER, ViewError, build_view, read_config
+from serving.triton.view import MARKER, ViewError, build_view, read_source_config
 from tests.serving.triton.tiny import write_onnx_model, write_repository
 
 
@@ -31,7 +31,10 @@ def repo(tmp_path: Path) -> Path:
 
 def test_onnx_model_keeps_its_contract_under_the_python_backend(repo: Path, tmp_path: Path) -> None:
     view = build_view(repo, tmp_path / "view")
-    source, served = read_config(repo / "tiny" / "config.pbtxt"), read_config(view.path / "tiny" / "config.pbtxt")
+    source, served = (
+        read_source_config(repo / "tiny" / "config.pbtxt"),
+        read_source_config(view.path / "tiny" / "config.pbtxt"),
+    )
 
     assert view.models == {"tiny": "onnx->python", "prep": "python", "pipeline": "ensemble"}
     assert (served.name, served.backend, served.platform) == ("tiny", "python", "")
@@ -69,7 +72,7 @@ def test_the_production_repository_is_not_modified(repo: Path, tmp_path: Path) -
 
 def test_instance_count_override(repo: Path, tmp_path: Path) -> None:
     view = build_view(repo, tmp_path / "view", instance_count=1)
-    assert [g.count for g in read_config(view.path / "tiny" / "config.pbtxt").instance_group] == [1]
+    assert [g.count for g in read_source_config(view.path / "tiny" / "config.pbtxt").instance_group] == [1]
 
 
 def test_unservable_models_are_skipped_with_a_reason(tmp_path: Path) -> None:

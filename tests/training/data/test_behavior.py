@@ -10,6 +10,7 @@ import pytest
 
 from training.data import behavior
 from training.data.behavior import PROFILES, BehaviorOracleImpl, generate, load_dir, oracle_metrics, save_dir
+from training.data.fingerprints import behavior_dataset_fingerprint
 from training.data.schema import EVENT_TYPES
 from training.data.splits import event_histories, leave_last_out, positive_histories
 from training.metrics.ranking import auc, recall_at_k, target_ranks
@@ -211,8 +212,8 @@ def test_save_load_round_trip(tiny, tmp_path, fmt):
     )
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["counts"]["events"] == log.n_events and meta["seed"] == 0
-    assert meta["fingerprint"] == behavior.log_fingerprint(loaded)
-    assert meta["user_features"] == list(behavior.USER_FEATURES)
+    assert meta["fingerprint"] == behavior_dataset_fingerprint(loaded)
+    assert meta["user_features"] == list(behavior.USER_FEATURE_NAMES)
 
 
 def test_events_file_uses_the_documented_schema(tiny, tmp_path):

@@ -1,0 +1,83 @@
+"""Bodies of /v1/forecast."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from serving.contracts.schemas import NonNegative, ShopId, StrictRequest
+
+# Limits (HTTP 422 beyond them).
+MAX_HORIZON = 28
+MAX_SALES_DAYS = 1096  # three years of daily sales
+MAX_LEAD_TIME_DAYS = 365
+
+
+class SalesHistory(StrictRequest):
+    units: list[NonNegative | None] = Field(
+        min_length=1, max_length=MAX_SALES_DAYS, description="daily units sold, oldest first; null = unknown"
+    )
+    end_date: dt.date = Field(description="date of the last `units` value (the forecast starts the day after)")
+    price: list[Annotated[float, Field(gt=0, allow_inf_nan=False)] | None] | None = Field(
+        None, description="price per day: the `units` days, optionally followed by the planned forecast days"
+    )
+    promo: list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None] | None = Field(
+        None, description="promotion share in [0, 1], same days as `price`"
+    )
+
+    @field_validator("price", "promo")
+    @classmethod
+    def _covers_units(cls, v: list | None, info: ValidationInfo) -> list | None:
+        units = info.data.get("units")
+        if v is not None and units is not None and not len(units) <= len(v) <= len(units) + MAX_HORIZON:
+            raise ValueError(
+                f"needs between len(units) = {len(units)} and len(units) + {MAX_HORIZON} values, got {len(v)}"
+            )
+        return v
+
+
+class ForecastRequest(StrictRequest):
+    store_id: ShopId
+    item_id: ShopId
+    history: SalesHistory | None = Field(None, description="recent sales; default: the stored ones")
+    horizon: int = Field(MAX_HORIZON, ge=1, le=MAX_HORIZON, description="days to return")
+    stock: NonNegative | None = Field(
+        None, description="units on hand; when given, the answer has replenishment advice"
+    )
+    on_order: NonNegative = Field(0.0, description="units ordered and not yet delivered")
+    lead_time_days: Annotated[float, Field(ge=0, le=MAX_LEAD_TIME_DAYS, allow_inf_nan=False)] = 7.0
+    review_days: Annotated[float, Field(ge=0, le=MAX_LEAD_TIME_DAYS, allow_inf_nan=False)] = 7.0
+    service_level: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.95
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"store_id": 1, "item_id": 42, "horizon": 14, "stock": 30}]}
+    )
+
+
+class ForecastDay(BaseModel):
+    date: dt.date | None
+    p10: float
+    p50: float
+    p90: float
+
+
+class Replenishment(BaseModel):
+    status: Literal["order_now", "watch", "ok"]
+    order_quantity: float
+    reorder_point: float
+    order_up_to: float
+    safety_stock: float
+    lead_time_demand_median: float
+    extrapolated: bool
+    note: str = ""
+
+
+class ForecastResponse(BaseModel):
+    store_id: int | str
+    item_id: int | str
+    days: list[ForecastDay]
+    replenishment: Replenishment | None
+    model_versions: dict[str, int]
+    timings_ms: dict[str, float]

@@ -1,0 +1,45 @@
+"""One HTTP route per registered capability endpoint: the body model in, the handler, the answer model out."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from serving.http.deps import ERRORS, RuntimeDep
+from serving.runtime.registry import Capability, Endpoint
+from serving.runtime.runtime import Runtime
+
+
+def _route(endpoint: Endpoint) -> Callable[..., Awaitable[BaseModel]]:
+    async def route(req: Any, rt: Runtime) -> BaseModel:
+        return await endpoint.handle(rt, req)
+
+    # FastAPI reads the body model and the dependency from the signature.
+    params = [
+        inspect.Parameter("req", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=endpoint.request),
+        inspect.Parameter("rt", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=RuntimeDep),
+    ]
+    route.__signature__ = inspect.Signature(params, return_annotation=endpoint.response)  # type: ignore[attr-defined]
+    route.__name__ = re.sub(r"(?<!^)(?=[A-Z])", "_", endpoint.rpc).lower() + "_route"  # the OpenAPI operation id
+    return route
+
+
+def capability_router(capabilities: Sequence[Capability]) -> APIRouter:
+    router = APIRouter()
+    for cap in capabilities:
+        for ep in cap.endpoints:
+            router.add_api_route(
+                ep.path,
+                _route(ep),
+                methods=["POST"],
+                response_model=ep.response,
+                responses=ERRORS,
+                summary=ep.summary,
+                tags=[ep.tag],
+            )
+    return router

@@ -1,0 +1,50 @@
+"""Bodies of /v1/intent."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from serving.contracts.schemas import StrictRequest
+
+# Limits (HTTP 422 beyond them).
+MAX_TEXTS = 64
+MAX_TEXT_CHARS = 2000
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+class IntentRequest(StrictRequest):
+    text: Text | None = None
+    texts: list[Text] | None = Field(None, min_length=1, max_length=MAX_TEXTS)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> IntentRequest:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("give exactly one of `text` or `texts`")
+        return self
+
+    @property
+    def all_texts(self) -> list[str]:
+        return [self.text] if self.text is not None else list(self.texts or [])
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "my card has not arrived yet"}]})
+
+
+class IntentScore(BaseModel):
+    intent: str
+    probability: float
+
+
+class IntentResult(BaseModel):
+    intent: str
+    confidence: float
+    top: list[IntentScore] = Field(description="the three most likely intents")
+    handoff: bool = Field(description="true: route to a human (low confidence or a sensitive intent)")
+
+
+class IntentResponse(BaseModel):
+    results: list[IntentResult] = Field(description="one per text, in request order")
+    model_versions: dict[str, int]
+    timings_ms: dict[str, float]

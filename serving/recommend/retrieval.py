@@ -1,0 +1,133 @@
+"""FAISS candidate retrieval for /v1/recommend: top-N item indices for a user vector.
+
+The index is export's file (artifacts/retrieval/items.faiss, named in the manifest): ids are model
+item indices 0..n-1, vectors L2-normalised, metric inner product. Search settings (IVF nprobe, HNSW
+efSearch) start at the values export tuned for its recall target and can be overridden. When FAISS
+has GPU support and a GPU is present, flat and IVF indexes are moved to it (HNSW has no GPU version).
+
+Exclusion (seen items, out-of-stock items) over-fetches and filters: FAISS returns k + len(excluded)
+rows, the excluded ones are dropped with one vectorised membership test, and the search widens
+(doubling) only when blocked items crowd the top.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+log = logging.getLogger("serving.recommend.retrieval")
+
+
+def gpu_count() -> int:
+    return faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class Retriever:
+    def __init__(
+        self, index: faiss.Index, *, nprobe: int | None = None, ef_search: int | None = None, gpu: str = "auto"
+    ):
+        self.kind = _kind(index)
+        self._gpu_resources = None
+        if nprobe is not None:
+            _set_param(index, "nprobe", nprobe)
+        if ef_search is not None:
+            _set_param(index, "efSearch", ef_search)
+        self.device = "cpu"
+        if gpu == "auto" and gpu_count() > 0 and self.kind != "hnsw":
+            self._gpu_resources = faiss.StandardGpuResources()
+            index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
+            self.device = "gpu"
+        self.index = index
+        self.nprobe, self.ef_search = nprobe, ef_search
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs: object) -> Retriever:
+        return cls(faiss.read_index(str(path)), **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "items": self.ntotal,
+            "dim": self.dim,
+            "device": self.device,
+            "nprobe": self.nprobe,
+            "ef_search": self.ef_search,
+        }
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        exclude: np.ndarray | None = None,
+        blocked: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k per query, leaving out `exclude` (item indices [B, E], -1 padded, or [E] for every query)
+        and items where `blocked` [ntotal] is true. -> (scores [B, k] float32, ids [B, k] int64); a row
+        with fewer than k eligible items is filled with id -1 and score -inf."""
+        q = normalise(np.atleast_2d(queries))
+        if q.shape[1] != self.dim:
+            raise ValueError(f"query dim {q.shape[1]} != index dim {self.dim}")
+        b = q.shape[0]
+        ex = (
+            np.full((b, 0), -1, np.int64)
+            if exclude is None
+            else np.broadcast_to(np.atleast_2d(exclude), (b, np.shape(exclude)[-1]))
+        )
+        fetch = min(self.ntotal, k + ex.shape[1])
+        while True:
+            scores, ids = self.index.search(q, max(fetch, 1))
+            drop = ids < 0
+            if ex.shape[1]:
+                # Membership of (query, id) pairs in one isin call: key = query * (n + 1) + id.
+                stride = self.ntotal + 1
+                rows = np.arange(b, dtype=np.int64)[:, None] * stride
+                drop |= np.isin(rows + ids, (rows + ex)[ex >= 0])
+            if blocked is not None:
+                drop |= blocked[np.where(ids < 0, 0, ids)] & (ids >= 0)
+            enough = (~drop).sum(axis=1).min() >= k
+            if enough or fetch >= self.ntotal:
+                break
+            fetch = min(self.ntotal, fetch * 2)
+        order = np.argsort(drop, axis=1, kind="stable")[:, :k]  # kept ones first, in score order
+        ids = np.take_along_axis(ids, order, axis=1)
+        scores = np.take_along_axis(scores, order, axis=1)
+        gone = np.take_along_axis(drop, order, axis=1)
+        pad = k - ids.shape[1]
+        if pad > 0:  # fewer items in the index than k
+            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+            gone = np.pad(gone, ((0, 0), (0, pad)), constant_values=True)
+        return np.where(gone, -np.inf, scores).astype(np.float32), np.where(gone, -1, ids).astype(np.int64)
+
+
+def _set_param(index: faiss.Index, name: str, value: int) -> None:
+    try:
+        faiss.ParameterSpace().set_index_parameter(index, name, int(value))
+    except RuntimeError as exc:
+        raise ValueError(f"{name} does not apply to a {_kind(index)} index") from exc
+
+
+def _kind(index: faiss.Index) -> str:
+    base = faiss.downcast_index(index)
+    name = type(base).__name__
+    if "HNSW" in name:
+        return "hnsw"
+    if "IVF" in name:
+        return "ivf"
+    return "flat" if "Flat" in name else name

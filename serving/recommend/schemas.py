@@ -1,0 +1,67 @@
+"""Bodies of /v1/recommend and /v1/rank."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from serving.contracts.schemas import ShopId, StrictRequest
+
+# Limits (HTTP 422 beyond them).
+MAX_K = 100
+MAX_CANDIDATES = 1000
+MAX_HISTORY = 500  # longer than any model's history; the most recent `max_hist` are used
+MAX_RANK_ITEMS = 1000
+
+
+class RecommendRequest(StrictRequest):
+    user_id: ShopId
+    history: list[ShopId] | None = Field(
+        None, max_length=MAX_HISTORY, description="recent item ids, oldest first; default: the stored history"
+    )
+    k: int = Field(10, ge=1, le=MAX_K, description="items to return")
+    candidates: int = Field(200, ge=1, le=MAX_CANDIDATES, description="retrieved from FAISS, then ranked")
+    exclude_seen: bool = Field(True, description="leave out items in the history")
+
+    @field_validator("candidates")
+    @classmethod
+    def _at_least_k(cls, v: int, info: ValidationInfo) -> int:
+        k = info.data.get("k")
+        if isinstance(k, int) and v < k:
+            raise ValueError(f"candidates ({v}) must be >= k ({k})")
+        return v
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"user_id": "u42", "history": ["i7", "i19"], "k": 10}]}
+    )
+
+
+class ScoredItem(BaseModel):
+    item_id: int | str
+    score: float
+
+
+class RecommendResponse(BaseModel):
+    items: list[ScoredItem]
+    fallback: bool = Field(description="true: popularity list (unknown user without history), not personalised")
+    fallback_reason: str | None = None
+    model_versions: dict[str, int]
+    timings_ms: dict[str, float]
+
+
+# ---- /v1/rank
+
+
+class RankRequest(StrictRequest):
+    user_id: ShopId | None = None
+    history: list[ShopId] = Field(max_length=MAX_HISTORY, description="recent item ids, oldest first; may be empty")
+    item_ids: list[ShopId] = Field(min_length=1, max_length=MAX_RANK_ITEMS, description="candidates to score")
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"history": ["i7", "i19"], "item_ids": ["i3", "i5", "i8"]}]}
+    )
+
+
+class RankResponse(BaseModel):
+    items: list[ScoredItem] = Field(description="the candidates, best first; score = click probability")
+    model_versions: dict[str, int]
+    timings_ms: dict[str, float]

@@ -1,0 +1,211 @@
+"""`Runtime`: everything a request needs (settings, metrics, the backend, the artifacts) and its life cycle.
+
+Start-up: verify artifacts/manifest.json (a mismatch refuses to start, with the file and the difference
+named), load every model of the repository with the backend and warm it up with its config.pbtxt
+warm-up requests, put a micro-batcher in front of each model (embedded backend), then load and check
+every registered capability's artifacts. Readiness turns true when that is done.
+
+Reload without dropping requests: re-verify the manifest, load the new model versions beside the
+serving ones (warmed), reload the artifacts, check them against the new models, then swap both in one
+step of the event loop; requests already running finish on what they started with.
+
+Stop: mark draining (readiness false), wait for requests still counted in flight, then the batchers run
+what is queued and the sessions close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from serving.contracts.errors import ModelNotLoaded, ReloadFailed, ServingError, Unavailable
+from serving.runtime.backends import make_backend
+from serving.runtime.backends.base import InferenceBackend, ModelInfo
+from serving.runtime.backends.repository import pins_from_manifest
+from serving.runtime.batching import BatchingBackend
+from serving.runtime.manifest import ManifestError, load_manifest, verify_manifest
+from serving.runtime.metrics import Metrics
+from serving.runtime.registry import Artifacts, Capability, artifact_roots, check_artifacts, load_artifacts
+from serving.runtime.settings import Settings
+
+log = logging.getLogger("serving")
+
+
+class Runtime:
+    """The serving state shared by the HTTP and gRPC transports; capabilities are given, never imported."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        capabilities: Sequence[Capability] = (),
+        metrics: Metrics | None = None,
+        backend: InferenceBackend | None = None,
+    ):
+        self.settings = settings
+        self.capabilities = tuple(capabilities)
+        self.metrics = metrics or Metrics()
+        self._given_backend = backend
+        self.backend: InferenceBackend | None = None
+        self.artifacts = Artifacts(problems={"all": "starting"})
+        self.manifest: dict[str, Any] | None = None
+        self.started = False
+        self.draining = False
+        self.inflight = 0
+        self.startup_s: float | None = None
+        self._reload_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task] = set()  # signal-started reloads, referenced until done
+
+    # ---- life cycle
+
+    def _verify_manifest(self) -> dict[str, Any] | None:
+        s = self.settings
+        if not s.manifest_path.is_file():
+            if s.require_manifest:
+                raise ManifestError(f"no manifest at {s.manifest_path}; build the artifacts with `make models`")
+            log.warning("no %s: artifacts are not verified", s.manifest_path)
+            return None
+        if s.manifest_check == "off":
+            return load_manifest(s.manifest_path)
+        return verify_manifest(s.manifest_path, roots=artifact_roots(s), check_hashes=s.manifest_check == "hash")
+
+    def _load_artifacts(self, manifest: Mapping[str, Any] | None) -> Artifacts:
+        return load_artifacts(self.capabilities, self.settings, manifest)
+
+    async def start(self) -> None:
+        t0 = time.perf_counter()
+        s = self.settings
+        self.manifest = await asyncio.to_thread(self._verify_manifest)
+        backend = self._given_backend or make_backend(s)
+        if s.batching and backend.kind == "embedded":  # Triton batches on its side
+            backend = BatchingBackend(
+                backend,
+                max_batch_size=s.batch_max_size,
+                max_delay_ms=s.batch_max_delay_ms,
+                concurrency=s.batch_concurrency,
+                queue_max_batches=s.queue_max_batches,
+                observer=self.metrics,
+                retry_after=s.retry_after_s,
+            )
+        self.backend = backend
+        await backend.load(s.models, pins_from_manifest(self.manifest))
+        artifacts = await asyncio.to_thread(self._load_artifacts, self.manifest)
+        check_artifacts(self.capabilities, artifacts, backend.models(), s)
+        self.artifacts = artifacts
+        self._publish_versions()
+        self.started = True
+        self.startup_s = time.perf_counter() - t0
+        models = ", ".join(f"{n} v{i.version}" for n, i in backend.models().items()) or "none"
+        log.info("ready in %.2f s: %s backend, models %s", self.startup_s, backend.kind, models)
+        for component, why in self.artifacts.problems.items():
+            log.warning("%s unavailable: %s", component, why)
+
+    async def stop(self) -> None:
+        self.draining = True
+        deadline = time.perf_counter() + self.settings.drain_timeout_s
+        while self.inflight > 0 and time.perf_counter() < deadline:
+            await asyncio.sleep(0.01)
+        if self.inflight:
+            log.warning("shutting down with %d requests still running", self.inflight)
+        if self.backend is not None:
+            await self.backend.close()
+
+    async def reload(self, models: list[str] | None = None) -> dict[str, Any]:
+        """Re-verify, load beside, swap. Raises ReloadFailed (the serving versions stay) on any problem."""
+        backend = self._backend()
+        async with self._reload_lock:
+            try:
+                manifest = await asyncio.to_thread(self._verify_manifest)
+                artifacts = await asyncio.to_thread(self._load_artifacts, manifest)
+                result = await backend.reload(models, pins_from_manifest(manifest))
+            except ReloadFailed:
+                self.metrics.reloads.labels("failed").inc()
+                raise
+            except Exception as exc:  # bad manifest, unreadable index or table (faiss raises RuntimeError)...
+                self.metrics.reloads.labels("failed").inc()
+                raise ReloadFailed(f"reload refused, the serving versions stay: {exc}") from exc
+            try:
+                check_artifacts(self.capabilities, artifacts, backend.models(), self.settings)
+            except ManifestError as exc:  # only a manifest that contradicts itself gets here
+                self.metrics.reloads.labels("failed").inc()
+                self._publish_versions()
+                msg = f"new model versions serve, but the new artifacts do not fit them (previous ones stay): {exc}"
+                raise ReloadFailed(msg) from exc
+            self.artifacts, self.manifest = artifacts, manifest  # no await since the model swap: one step
+            self._publish_versions()
+            self.metrics.reloads.labels("ok").inc()
+            log.info("reloaded: changed %s, unchanged %s", result.changed, result.unchanged)
+            return {
+                "changed": {n: {"from": a, "to": b} for n, (a, b) in result.changed.items()},
+                "unchanged": result.unchanged,
+                "artifacts_reloaded": True,
+            }
+
+    def reload_in_background(self) -> None:
+        """SIGHUP entry point: a failed reload is logged, never raised into the loop."""
+
+        async def run() -> None:
+            try:
+                await self.reload()
+            except ServingError as exc:
+                log.error("SIGHUP reload failed: %s", exc)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- used by the capabilities' handlers
+
+    def _backend(self) -> InferenceBackend:
+        if self.backend is None:
+            raise Unavailable("the gateway is starting")
+        return self.backend
+
+    def models(self) -> Mapping[str, ModelInfo]:
+        """The serving version of every loaded model (empty while starting)."""
+        return self.backend.models() if self.backend is not None else {}
+
+    def model(self, name: str) -> ModelInfo:
+        """The serving version of a model, or 503 'model not loaded'."""
+        info = self._backend().models().get(name)
+        if info is None:
+            raise ModelNotLoaded(name, "not in the model repository" if self.started else "starting")
+        return info
+
+    async def infer(self, model: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._backend().infer(model, inputs)
+
+    # ---- operations
+
+    async def readiness(self) -> tuple[bool, dict[str, int], dict[str, str]]:
+        models = {n: i.version for n, i in self.models().items()}
+        components = {f"model:{n}": "ok" for n in models}
+        components.update(self.artifacts.problems)
+        components.update({part: "ok" for part in self.artifacts.parts})
+        backend_ok = self.backend is not None and await self.backend.ready()
+        if not models:
+            components["models"] = f"no models loaded from {self.settings.model_repository} (run `make models`)"
+        ready = self.started and not self.draining and backend_ok and bool(models)
+        return ready, models, components
+
+    def describe_capabilities(self) -> dict[str, dict[str, Any]]:
+        """Per capability: its endpoints, the models it answers with (served version or None), its components."""
+        served = self.models()
+        out: dict[str, dict[str, Any]] = {}
+        for cap in self.capabilities:
+            names = cap.models(self.settings, served)
+            out[cap.name] = {
+                "endpoints": [e.path for e in cap.endpoints],
+                "models": {n: served[n].version if n in served else None for n in names},
+                "components": {
+                    c: "ok" if c in self.artifacts.parts else self.artifacts.problems.get(c, "not loaded")
+                    for c in cap.components
+                },
+            }
+        return out
+
+    def _publish_versions(self) -> None:
+        for name, info in self._backend().models().items():
+            self.metrics.model_version.labels(name).set(info.version)
