@@ -8,9 +8,10 @@ import pytest
 from pydantic import ValidationError
 
 from serving.contracts.errors import InvalidInput
+from serving.contracts.ids import IdMap
 from serving.intent.codec import IntentCodec, IntentMetadata, softmax
 from serving.intent.pipeline import pick_intent_model
-from serving.recommend.features import IdMap, ItemTable, UserTable, din_inputs, history_inputs
+from serving.recommend.features import ItemTable, UserTable, din_inputs, history_inputs
 from serving.recommend.retrieval import Retriever
 from serving.runtime.backends.base import ModelInfo
 from serving.runtime.settings import Settings
