@@ -13,6 +13,7 @@ from typing import Any
 from bench.payloads import ENDPOINTS
 from serving.forecast.schemas import ForecastResponse
 from serving.intent.schemas import IntentResponse
+from serving.price.schemas import PriceResponse
 from serving.recommend.schemas import RecommendResponse
 
 DEFAULT_MIX = "recommend=70,intent=20,forecast=10"
@@ -68,4 +69,25 @@ def check_forecast(body: bytes, req: dict[str, Any]) -> tuple[str | None, dict[s
     return None, r.timings_ms
 
 
-CHECKS: dict[str, Check] = {"recommend": check_recommend, "intent": check_intent, "forecast": check_forecast}
+def check_price(body: bytes, req: dict[str, Any]) -> tuple[str | None, dict[str, float]]:
+    r = PriceResponse.model_validate_json(body)
+    best, prices = r.recommended, [c.price for c in r.candidates]
+    if not r.candidates or prices != sorted(prices):
+        return f"{len(prices)} candidates, or not in increasing price", r.timings_ms
+    if not r.price_floor - 1e-6 <= best.price <= r.price_ceiling + 1e-6:
+        return f"recommended {best.price} outside the guard rails {r.price_floor}..{r.price_ceiling}", r.timings_ms
+    value = "profit" if r.objective == "profit" else "revenue"
+    if getattr(best, value) < max(getattr(c, value) for c in r.candidates) - 1e-6:
+        return f"recommended price is not the best candidate for {value}", r.timings_ms
+    stock = req.get("stock")
+    if stock is not None and any(c.units_expected > stock + 1e-6 for c in r.candidates):
+        return "expected units above the stock sent", r.timings_ms
+    return None, r.timings_ms
+
+
+CHECKS: dict[str, Check] = {
+    "recommend": check_recommend,
+    "intent": check_intent,
+    "forecast": check_forecast,
+    "price": check_price,
+}

@@ -9,6 +9,8 @@ and not halfway through a benchmark.
 - intent: BANKING77 test messages when the file is found (BENCH_INTENT_TEXTS or ../shared/data),
   else a built-in list of storefront messages.
 - forecast: stored (store, item) series, with a stock level so the answer includes replenishment advice.
+- price: stored series with a unit cost of 60 % of the series' median stored price, +-20 % around the
+  current price, every third with a stock level; not in the default mix (`--mix ...,price=5` adds it).
 """
 
 from __future__ import annotations
@@ -23,10 +25,16 @@ import numpy as np
 
 from serving.forecast.schemas import ForecastRequest
 from serving.intent.schemas import IntentRequest
+from serving.price.schemas import PriceRequest
 from serving.recommend.schemas import RecommendRequest
 
-ENDPOINTS = {"recommend": "/v1/recommend", "intent": "/v1/intent", "forecast": "/v1/forecast"}
-REQUEST_MODELS = {"recommend": RecommendRequest, "intent": IntentRequest, "forecast": ForecastRequest}
+ENDPOINTS = {"recommend": "/v1/recommend", "intent": "/v1/intent", "forecast": "/v1/forecast", "price": "/v1/price"}
+REQUEST_MODELS = {
+    "recommend": RecommendRequest,
+    "intent": IntentRequest,
+    "forecast": ForecastRequest,
+    "price": PriceRequest,
+}
 
 FALLBACK_TEXTS = (
     "where is my order",
@@ -102,9 +110,16 @@ def build_pool(artifacts: Path, n: int = 400, seed: int = 0) -> dict[str, list[d
         with np.load(feats / "sales.npz", allow_pickle=False) as z:
             stores = _shop_ids(z["store_ids"][z["series_store"]])
             items = _shop_ids(z["item_ids"][z["series_item"]])
+            past = z["price"][:, : z["units"].shape[1]].astype(np.float64)
         for s in rng.integers(0, len(stores), size=min(n, len(stores) * 4)):
             stock = float(rng.integers(0, 60))
             pool["forecast"].append({"store_id": stores[s], "item_id": items[s], "horizon": 28, "stock": stock})
+        cost = np.round(0.6 * np.nanmedian(np.where(past > 0, past, np.nan), axis=1), 2)
+        for i, s in enumerate(rng.integers(0, len(stores), size=min(n, len(stores) * 4))):
+            if not np.isfinite(cost[s]):
+                continue
+            body = {"store_id": stores[s], "item_id": items[s], "unit_cost": float(cost[s]), "max_change_pct": 20}
+            pool["price"].append({**body, "stock": float(rng.integers(5, 80))} if i % 3 == 0 else body)
     for name, bodies in pool.items():
         for body in bodies:
             REQUEST_MODELS[name].model_validate(body)  # the gateway would answer 422: fail here instead

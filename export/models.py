@@ -261,6 +261,7 @@ def _register_all() -> None:
                 "emb_dim": 2,
                 "decoder_context": 4,
                 "decoder_hidden": 8,
+                "price_elasticity": True,  # the trained profiles' price head, so parity covers it
             },
         )
     )

@@ -5,10 +5,13 @@ HTTP routes and gRPC RPCs are built from the same registry. Start-up (lifespan):
 checks models and artifacts, then the gRPC API starts on SERVING_GRPC_PORT over the same Runtime,
 unless SERVING_GRPC_ENABLED=false. SIGHUP or `POST /admin/reload` reloads without dropping requests.
 
-Shutdown (SIGTERM): uvicorn stops accepting connections and lets open requests finish (up to
-SERVING_DRAIN_TIMEOUT_S); then gRPC health turns NOT_SERVING and the gRPC server refuses new calls
-and lets running ones finish (the same timeout); then the runtime marks itself draining (/readyz 503),
-waits for any request still counted in flight, the batchers run what is queued, and the sessions close.
+Shutdown (SIGTERM under `python -m serving`): at the signal, `begin_drain` marks the runtime draining
+(/readyz 503) and starts the gRPC drain (health NOT_SERVING, new calls UNAVAILABLE, accepted ones answered)
+while uvicorn stops accepting connections and lets open HTTP requests finish: both side by side, each within
+SERVING_DRAIN_TIMEOUT_S (serving/http/server.py, serving/grpc/server.py). Then the lifespan shutdown waits
+for the gRPC drain, the runtime waits for any request still counted in flight, the batchers run what is
+queued, and the sessions close. Without a signal (TestClient, in-process use) the lifespan shutdown begins
+the same drain itself.
 """
 
 from __future__ import annotations
@@ -61,8 +64,9 @@ def create_app(
         finally:
             if hup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            begin_drain(app)  # already done at SIGTERM under uvicorn; idempotent
             if app.state.grpc is not None:
-                await app.state.grpc.stop(settings.drain_timeout_s)
+                await app.state.grpc.stop()
             await runtime.stop()
 
     app = FastAPI(
@@ -81,6 +85,14 @@ def create_app(
     for router in (health.router, models.router, admin.router, capability_router(caps)):
         app.include_router(router)
     return app
+
+
+def begin_drain(app: FastAPI) -> None:
+    """Start shutting down, on the event loop (the server calls it at SIGTERM; idempotent): /readyz 503 at
+    once, and the gRPC drain begins beside the HTTP one."""
+    app.state.runtime.draining = True
+    if app.state.grpc is not None:
+        app.state.grpc.begin_drain()
 
 
 async def _start_grpc(app: FastAPI, runtime: Runtime) -> None:

@@ -1,4 +1,5 @@
-"""`python -m training train two_tower|din|tcn|intent|all --profile quick|full [--data DIR] [--out DIR]`."""
+"""`python -m training train two_tower|din|tcn|intent|all --profile quick|full [--data DIR] [--out DIR]`;
+`python -m training price-eval --profile quick` (training/pricing/evaluate.py)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ def run_task(name: str, args: TrainArgs) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["price-eval"]:  # its own options (training/pricing/evaluate.py)
+        from training.pricing.evaluate import main as price_eval
+
+        return price_eval(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train one model (or all) and write its checkpoint and report")
@@ -37,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto", help="auto|cpu|cuda")
     train.add_argument("--max-epochs", type=int, default=None)
+    sub.add_parser("price-eval", help="pricing against the known optimum (see python -m training price-eval -h)")
     ns = parser.parse_args(argv)
 
     args = TrainArgs(ns.profile, ns.data, ns.out, ns.seed, ns.device, ns.max_epochs)

@@ -15,10 +15,11 @@ class ServingError(Exception):
     status: int = 500
     code: str = "internal_error"
 
-    def __init__(self, message: str, *, retry_after: int | None = None):
+    def __init__(self, message: str, *, retry_after: int | None = None, internal: str | None = None):
         super().__init__(message)
-        self.message = message
+        self.message = message  # what the client is told: short, no internal addresses or transport text
         self.retry_after = retry_after
+        self.internal = internal  # the full story, for the server log only
 
     @property
     def detail(self) -> Any:

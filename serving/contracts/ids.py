@@ -42,7 +42,10 @@ class IdMap:
         if not self.is_int:
             return text, np.ones(arr.shape[0], dtype=bool)
         # An integer catalogue also answers to "123"; anything else cannot name one of its items.
-        digits = np.char.isdigit(text) & (np.char.str_len(text) <= 18)
+        # isdigit() is also true for "²" or "٣", which int() refuses: only ASCII digits (bytes == characters).
+        length = np.char.str_len(text)
+        ascii_only = np.char.str_len(np.char.encode(text, "utf-8")) == length
+        digits = np.char.isdigit(text) & ascii_only & (length <= 18)
         keys = np.zeros(arr.shape[0], dtype=np.int64)
         keys[digits] = text[digits].astype(np.int64)
         return keys, digits
@@ -65,6 +68,21 @@ class IdMap:
             more = f" (and {unknown.size - 1} more)" if unknown.size > 1 else ""
             raise InvalidInput([field, i], f"unknown id {values[i]!r}{more}", "unknown_id")
         return index
+
+    def known(self, values: Sequence[int | str], field: str) -> tuple[np.ndarray, int]:
+        """-> (indices of the ids this map knows, in request order; how many it does not know). An item added
+        since the export is not an error; an id this catalogue can never hold (text other than digits in an
+        integer catalogue) is a 422 naming its position."""
+        if len(values) == 0:
+            return np.zeros(0, dtype=np.int64), 0
+        if self.is_int:
+            _, ok = self._keys(values)
+            if not ok.all():
+                i = int(np.argmin(ok))
+                raise InvalidInput([field, i], f"malformed id {values[i]!r}: this catalogue's ids are integers")
+        index = self.lookup(values)
+        keep = index >= 0
+        return index[keep], int(keep.size - np.count_nonzero(keep))
 
     def to_shop(self, index: np.ndarray) -> list[int | str]:
         return self._ids[np.asarray(index, dtype=np.int64)].tolist()

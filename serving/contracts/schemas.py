@@ -20,7 +20,8 @@ MAX_ID_CHARS = 128  # HTTP 422 beyond it; each capability's own limits are in it
 IntId = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63 - 1)]  # strict: true/false are not ids
 StrId = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
 ShopId = IntId | StrId
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]  # also on answers: a NaN or inf never leaves the gateway
+Count = Annotated[int, Strict()]  # a JSON integer: true/false and 10.0 are refused
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 

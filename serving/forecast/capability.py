@@ -8,7 +8,16 @@ from typing import Any
 from serving.forecast import pipeline
 from serving.forecast.schemas import ForecastRequest, ForecastResponse
 from serving.forecast.source import SALES_FILE, StoredSales
-from serving.runtime.registry import BUILD_HINT, Capability, Endpoint, LoadContext, Loaded, Missing, Models
+from serving.runtime.registry import (
+    BUILD_HINT,
+    Capability,
+    Endpoint,
+    LoadContext,
+    Loaded,
+    Missing,
+    Models,
+    read_artifact,
+)
 from serving.runtime.settings import Settings
 
 
@@ -16,7 +25,7 @@ def load(ctx: LoadContext) -> Loaded:
     path = ctx.file("forecast.file", SALES_FILE)
     section = ctx.section("forecast")
     if path.is_file() and section is not None:
-        return {"forecast": StoredSales.load(path, section)}
+        return {"forecast": read_artifact(path, StoredSales.load, path, section)}
     why = "not found" if not path.is_file() else "has no forecast section in the manifest"
     return {"forecast": Missing(f"{path} {why} ({BUILD_HINT})")}
 

@@ -2,7 +2,8 @@
 replenishment advice.
 
 The TCN's inputs come from a ForecastFeatureSource (serving/forecast/source.py over export's
-features/sales.npz); without those artifacts the endpoint answers 503.
+features/sales.npz); without those artifacts, or with the TCN unavailable at run time, the endpoint
+answers 503 with Retry-After: a wrong number is worse than none.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 from serving.forecast.answer import forecast_days, replenishment_advice
 from serving.forecast.schemas import ForecastRequest, ForecastResponse
 from serving.forecast.source import ForecastFeatureSource
+from serving.runtime.breaker import ModelUnavailable
 from serving.runtime.metrics import StageTimer
 from serving.runtime.runtime import Runtime
 
@@ -25,6 +27,8 @@ async def forecast(rt: Runtime, req: ForecastRequest) -> ForecastResponse:
         built = source.build(req.store_id, req.item_id, req.history)
     with timer.stage("model"):
         quantiles = np.asarray((await rt.infer(name, built.inputs))["quantiles"], dtype=np.float64)[0]  # [H, levels]
+        if not np.all(np.isfinite(quantiles)):  # a wrong number is worse than none
+            raise ModelUnavailable(name, "the model returned values that are not finite numbers")
     with timer.stage("replenishment"):
         days = forecast_days(quantiles, built.quantile_levels, req.horizon, built.first_date)
         plan = replenishment_advice(quantiles, built.quantile_levels, req)

@@ -141,11 +141,12 @@ class StoredSales:
         units = np.array([[np.nan if u is None else u for u in history.units]], dtype=np.float64)
         price = np.full((1, p + h), np.nan)
         promo = np.zeros((1, p + h))
-        if history.price is not None:
-            price[0, : len(history.price)] = [np.nan if v is None else v for v in history.price]
-        if history.promo is not None:
-            promo[0, : len(history.promo)] = [0.0 if v is None else v for v in history.promo]
-        sent = len(history.price) if history.price is not None else 0
+        # Planned days past this model's horizon (the schema allows MAX_HORIZON of them) are not used.
+        sent_price = (history.price or [])[: p + h]
+        sent_promo = (history.promo or [])[: p + h]
+        price[0, : len(sent_price)] = [np.nan if v is None else v for v in sent_price]
+        promo[0, : len(sent_promo)] = [0.0 if v is None else v for v in sent_promo]
+        sent = len(sent_price)
         known = np.flatnonzero(np.isfinite(price[0, :sent]))
         if known.size:
             price[0, sent:] = price[0, known[-1]]

@@ -9,12 +9,23 @@ Errors become status codes:
 | invalid field (pydantic), unknown id (InvalidInput) | INVALID_ARGUMENT, details "field: message" |
 | queue full (Overloaded), message too large | RESOURCE_EXHAUSTED, trailing metadata retry-after |
 | SERVING_REQUEST_TIMEOUT_S or the client's deadline passed | DEADLINE_EXCEEDED |
+| bytes that are not the RPC's message (undecodable, invalid UTF-8) | INVALID_ARGUMENT, no trace logged |
 | model or artifact not loaded, shutting down (Unavailable) | UNAVAILABLE |
 | anything else | INTERNAL, a request id in the details and the trace in the log |
 
 Trailing metadata `error-code` carries the HTTP API's `error` value ("overloaded", "model_not_loaded"...).
 The standard health service reports SERVING while the Runtime is ready, NOT_SERVING while it starts,
 drains or has no models; server reflection is on when grpcio-reflection is installed.
+
+The Storefront methods are registered with raw-bytes handlers (no request deserializer): the servicer
+parses each message itself, so garbage is the client's INVALID_ARGUMENT, not an UNKNOWN with a trace.
+
+Drain (`GrpcServer.begin_drain`, at SIGTERM; `stop` awaits it): health turns NOT_SERVING (Check and every
+Watch), new calls get UNAVAILABLE with `error-code: shutting_down` and `retry-after`, and the calls the
+servicer already holds (running, or waiting in the micro-batcher's queue) run to their answer, up to
+SERVING_DRAIN_TIMEOUT_S; only then does the grpc server stop, with a short grace for the calls still on the
+wire. grpc's own `server.stop(grace)` is not the drain: it does not keep serving while it waits, a health
+Watch stream holds it for the whole grace, and past it every call is CANCELLED.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import Message
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import BaseModel, ValidationError
 
 from serving.contracts.errors import (
@@ -41,11 +52,11 @@ from serving.contracts.errors import (
     ReloadFailed,
     RequestTimeout,
     ServingError,
+    ShuttingDown,
     Unavailable,
 )
 from serving.grpc import messages as conv
 from serving.proto import storefront_pb2 as pb
-from serving.proto import storefront_pb2_grpc as pb_grpc
 from serving.runtime.registry import Capability, Endpoint
 from serving.runtime.runtime import Runtime
 
@@ -53,6 +64,7 @@ log = logging.getLogger("serving.grpc")
 
 SERVICE = "shopserve.v1.Storefront"
 HEALTH_POLL_S = 1.0  # how often Watch subscribers learn about readiness changes
+STOP_GRACE_S = 1.0  # once the drained calls are answered: for calls still on the wire when the server stops
 Code = grpc.StatusCode
 
 # Most specific first: Overloaded is an Unavailable, but the client should back off, not fail over.
@@ -107,6 +119,7 @@ class Rpc:
     """One RPC: proto request -> the endpoint's pydantic request -> its handler -> proto answer."""
 
     endpoint: Endpoint
+    request: type[Message]
     reply: type[Message]
 
     @property
@@ -116,6 +129,10 @@ class Rpc:
     @property
     def path(self) -> str:  # the metrics' route label
         return f"/{SERVICE}/{self.name}"
+
+    def decode(self, data: bytes) -> Message:
+        """The request message from the bytes on the wire; DecodeError when they are not one."""
+        return self.request.FromString(data)
 
     def parse(self, request: Message) -> BaseModel:
         return conv.to_request(request, self.endpoint.request)
@@ -132,7 +149,8 @@ def rpcs(capabilities: Sequence[Capability]) -> dict[str, Rpc]:
         for ep in cap.endpoints:
             if ep.rpc not in methods:
                 raise RuntimeError(f"{cap.name}: RPC {ep.rpc} is not in serving/proto/storefront.proto")
-            out[ep.rpc] = Rpc(ep, conv.message_class(methods[ep.rpc].output_type))
+            method = methods[ep.rpc]
+            out[ep.rpc] = Rpc(ep, conv.message_class(method.input_type), conv.message_class(method.output_type))
     return out
 
 
@@ -148,30 +166,60 @@ class Failure:
         return meta if self.retry_after is None else (*meta, ("retry-after", str(self.retry_after)))
 
 
-class StorefrontServicer(pb_grpc.StorefrontServicer):
-    """Each registered endpoint's RPC answers through `_answer`; RPCs no capability serves stay UNIMPLEMENTED."""
+class StorefrontServicer:
+    """Each registered endpoint's RPC answers through `_answer`; RPCs no capability serves have no handler
+    and stay UNIMPLEMENTED. It counts the calls it holds, so a drain knows when the last accepted one is answered."""
 
     def __init__(self, runtime: Runtime):
         self.rt = runtime
         self.rpcs = rpcs(runtime.capabilities)
-        for name, rpc in self.rpcs.items():
-            setattr(self, name, self._method(rpc))
+        self.inflight = 0  # calls accepted and not answered yet
+        self.draining = False  # set when the drain begins: new calls get UNAVAILABLE
+        self._idle = asyncio.Event()
+        self._idle.set()
 
-    def _method(self, rpc: Rpc) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Message]]:
-        async def method(request: Any, context: grpc.aio.ServicerContext) -> Message:
-            return await self._answer(rpc, request, context)
+    def add_to(self, server: grpc.aio.Server) -> None:
+        """Raw-bytes handlers (request_deserializer=None): `_call` parses, so garbage is INVALID_ARGUMENT."""
+        handlers = {
+            name: grpc.unary_unary_rpc_method_handler(
+                self._method(rpc), request_deserializer=None, response_serializer=rpc.reply.SerializeToString
+            )
+            for name, rpc in self.rpcs.items()
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+        server.add_registered_method_handlers(SERVICE, handlers)  # as the generated stubs do: no lookup per call
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no call is held (at most `timeout` s); -> whether none is."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        return self.inflight == 0
+
+    def _method(self, rpc: Rpc) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Message]]:
+        async def method(data: bytes, context: grpc.aio.ServicerContext) -> Message:
+            return await self._answer(rpc, data, context)
 
         method.__name__ = rpc.name
         return method
 
-    async def _answer(self, rpc: Rpc, request: Any, context: grpc.aio.ServicerContext) -> Message:
-        """In-flight count (graceful drain), metrics, and the failure as a status."""
+    async def _answer(self, rpc: Rpc, data: bytes, context: grpc.aio.ServicerContext) -> Message:
+        """Refused while draining; else in-flight counts (the drain's, the runtime's), metrics, failure -> status."""
         rt, t0 = self.rt, time.perf_counter()
+        if self.draining:
+            failure = Failure(
+                Code.UNAVAILABLE, ShuttingDown.code, "the gateway is shutting down", rt.settings.retry_after_s
+            )
+            rt.metrics.errors.labels(failure.error).inc()
+            rt.metrics.requests.labels(rpc.path, "GRPC", failure.code.name).inc()
+            await context.abort(failure.code, failure.details, trailing_metadata=failure.metadata())
         status = "CANCELLED"  # stays so when the client goes away or its deadline cancels the call
+        self.inflight += 1
+        self._idle.clear()
         rt.inflight += 1
         rt.metrics.inflight.inc()
         try:
-            result = await self._call(rpc, request, context)
+            result = await self._call(rpc, data, context)
             if isinstance(result, Failure):
                 status = result.code.name
                 rt.metrics.errors.labels(result.error).inc()
@@ -179,14 +227,21 @@ class StorefrontServicer(pb_grpc.StorefrontServicer):
             status = "OK"
             return result
         finally:
+            self.inflight -= 1
+            if self.inflight == 0:
+                self._idle.set()
             rt.inflight -= 1
             rt.metrics.inflight.dec()
             rt.metrics.requests.labels(rpc.path, "GRPC", status).inc()
             rt.metrics.request_seconds.labels(rpc.path, "GRPC").observe(time.perf_counter() - t0)
 
-    async def _call(self, rpc: Rpc, request: Any, context: grpc.aio.ServicerContext) -> Message | Failure:
+    async def _call(self, rpc: Rpc, data: bytes, context: grpc.aio.ServicerContext) -> Message | Failure:
         try:
-            req = rpc.parse(request)
+            message = rpc.decode(data)
+        except Exception:  # DecodeError: not the wire format, invalid UTF-8 in a string... a pure function of the bytes
+            return Failure(Code.INVALID_ARGUMENT, "invalid_message", f"request is not a valid {rpc.request.__name__}")
+        try:
+            req = rpc.parse(message)
         except ValidationError as exc:
             return Failure(Code.INVALID_ARGUMENT, "validation_error", validation_details(exc))
         limit = self.rt.settings.request_timeout_s
@@ -210,26 +265,70 @@ class StorefrontServicer(pb_grpc.StorefrontServicer):
 # ---------------------------------------------------------------------------------------------------------
 # Health
 
+ServingStatus = health_pb2.HealthCheckResponse.ServingStatus
+SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
-class RuntimeHealth(health.aio.HealthServicer):
-    """grpc.health.v1 following the Runtime's readiness (what /readyz says), for "" and the Storefront service."""
+
+class RuntimeHealth(health_pb2_grpc.HealthServicer):
+    """grpc.health.v1 following the Runtime's readiness (what /readyz says), for "" and the Storefront service.
+
+    Not grpc_health's aio servicer: there, one Watch stream ending drops the condition every other watcher
+    of its service waits on (they never hear of NOT_SERVING), and open Watch streams hold a stop's whole grace."""
+
+    SERVICES = ("", SERVICE)
 
     def __init__(self, runtime: Runtime):
-        super().__init__()
         self.rt = runtime
+        self.status: dict[str, ServingStatus] = dict.fromkeys(self.SERVICES, NOT_SERVING)
+        self.shutting_down = False  # NOT_SERVING for good; readiness no longer consulted
+        self.closed = False  # Watch streams end (the server is about to stop)
+        self._change = asyncio.Event()  # set, and replaced, on every change
+
+    def _changed(self) -> None:
+        change, self._change = self._change, asyncio.Event()
+        change.set()
+
+    def set(self, status: ServingStatus) -> None:
+        if self.shutting_down or all(s == status for s in self.status.values()):
+            return
+        self.status = dict.fromkeys(self.SERVICES, status)
+        self._changed()
+
+    def enter_graceful_shutdown(self) -> None:
+        """NOT_SERVING now, for Check and every Watch, and for good."""
+        self.set(NOT_SERVING)
+        self.shutting_down = True
+
+    def close(self) -> None:
+        """End every Watch stream (UNAVAILABLE, shutting down), so none holds the server's stop."""
+        self.closed = True
+        self._changed()
 
     async def refresh(self) -> None:
-        ready = (await self.rt.readiness())[0]
-        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
-        for service in ("", SERVICE):
-            await self.set(service, status)  # ignored once enter_graceful_shutdown() ran
+        if not self.shutting_down:
+            self.set(SERVING if (await self.rt.readiness())[0] else NOT_SERVING)
 
     async def Check(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> Any:
+        if request.service not in self.status:
+            await context.abort(Code.NOT_FOUND, f"unknown service {request.service!r}")
         await self.refresh()  # a check sees the state of now, not of the last poll
-        return await super().Check(request, context)
+        return health_pb2.HealthCheckResponse(status=self.status[request.service])
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
+        last = None
+        while True:
+            change = self._change  # taken before the status: a change while writing is not missed
+            status = self.status.get(request.service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+            if status != last:
+                await context.write(health_pb2.HealthCheckResponse(status=status))
+                last = status
+            if self.closed:
+                meta = (("error-code", ShuttingDown.code),)
+                await context.abort(Code.UNAVAILABLE, "the gateway is shutting down", trailing_metadata=meta)
+            await change.wait()
 
     async def poll(self) -> None:
-        while True:
+        while not self.shutting_down:
             try:
                 await self.refresh()
             except Exception:  # a flaky backend probe must not end the health reports
@@ -248,9 +347,12 @@ def _address(host: str, port: int) -> str:
 class GrpcServer:
     """A started grpc.aio server; `port` is the bound one (SERVING_GRPC_PORT=0 picks a free port)."""
 
-    def __init__(self, server: grpc.aio.Server, health_servicer: RuntimeHealth, port: int):
-        self.server, self.health, self.port = server, health_servicer, port
+    def __init__(
+        self, server: grpc.aio.Server, servicer: StorefrontServicer, health_servicer: RuntimeHealth, port: int
+    ):
+        self.server, self.servicer, self.health, self.port = server, servicer, health_servicer, port
         self._poller: asyncio.Task | None = None
+        self._drain: asyncio.Task | None = None
 
     @classmethod
     async def start(cls, runtime: Runtime, host: str | None = None, port: int | None = None) -> GrpcServer:
@@ -263,7 +365,8 @@ class GrpcServer:
                 ("grpc.so_reuseport", 0),  # a port already in use is an error, not a second listener
             ]
         )
-        pb_grpc.add_StorefrontServicer_to_server(StorefrontServicer(runtime), server)
+        servicer = StorefrontServicer(runtime)
+        servicer.add_to(server)
         health_servicer = RuntimeHealth(runtime)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         _enable_reflection(server)
@@ -273,20 +376,48 @@ class GrpcServer:
             raise RuntimeError(f"cannot serve gRPC on {_address(host, port)}: {exc}") from exc
         await health_servicer.refresh()
         await server.start()
-        self = cls(server, health_servicer, bound)
+        self = cls(server, servicer, health_servicer, bound)
         self._poller = asyncio.get_running_loop().create_task(health_servicer.poll())
         log.info("gRPC API on %s", _address(host, bound))
         return self
 
-    async def stop(self, grace: float | None = None) -> None:
-        """NOT_SERVING at once, refuse new calls, let running ones finish within `grace` seconds. Idempotent."""
-        await self.health.enter_graceful_shutdown()
+    @property
+    def draining(self) -> bool:
+        return self._drain is not None
+
+    def begin_drain(self, timeout: float | None = None) -> asyncio.Task:
+        """Start draining now, on the event loop (SIGTERM); idempotent. -> the task that ends once stopped.
+
+        In one step, no await between: health NOT_SERVING, then new calls refused with UNAVAILABLE; the calls
+        already held run on to their answer for up to `timeout` s (default SERVING_DRAIN_TIMEOUT_S)."""
+        if self._drain is None:
+            limit = self.servicer.rt.settings.drain_timeout_s if timeout is None else timeout
+            self.health.enter_graceful_shutdown()
+            self.servicer.draining = True
+            self._drain = asyncio.get_running_loop().create_task(self._drain_and_stop(limit), name="grpc-drain")
+        return self._drain
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Drain (begun now unless SIGTERM began it already), then stop the server. Idempotent."""
+        await asyncio.shield(self.begin_drain(timeout))
+
+    async def _drain_and_stop(self, timeout: float) -> None:
+        t0 = time.perf_counter()
         poller, self._poller = self._poller, None
         if poller is not None:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
-        await self.server.stop(grace)
+        if self.servicer.inflight:
+            log.info("gRPC draining: %d calls to answer", self.servicer.inflight)
+        idle = await self.servicer.wait_idle(timeout)
+        if not idle:
+            log.warning(
+                "gRPC drain: %d calls still running after %.3g s, cancelling them", self.servicer.inflight, timeout
+            )
+        self.health.close()
+        await self.server.stop(STOP_GRACE_S if idle else 0)
+        log.info("gRPC stopped %.2f s after the drain began", time.perf_counter() - t0)
 
 
 def _enable_reflection(server: grpc.aio.Server) -> None:

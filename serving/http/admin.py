@@ -1,7 +1,7 @@
 """POST /admin/reload: load new model versions and artifacts beside the serving ones, then swap.
 
-Enabled only when SERVING_ADMIN_TOKEN is set (send it as X-Admin-Token); otherwise the route answers
-404 as if absent. `kill -HUP <pid>` does the same reload without the endpoint.
+Enabled only when SERVING_ADMIN_TOKEN is set to a non-blank value (send it as X-Admin-Token); otherwise
+the route answers 404 as if absent. `kill -HUP <pid>` does the same reload without the endpoint.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ async def reload(
     x_admin_token: Annotated[str | None, Header()] = None,
 ) -> ReloadResponse:
     token = rt.settings.admin_token
-    if token is None:
+    if token is None or not token.get_secret_value().strip():  # an empty token (a blank env line) is no password
         raise HTTPException(404, "Not Found")
     if x_admin_token is None or not secrets.compare_digest(x_admin_token.encode(), token.get_secret_value().encode()):
         raise Forbidden("missing or wrong X-Admin-Token")

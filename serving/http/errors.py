@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -11,11 +13,17 @@ from serving.contracts.errors import ServingError
 from serving.http.middleware import error_response
 from serving.runtime.metrics import Metrics
 
+log = logging.getLogger("serving")
+
 
 def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     @app.exception_handler(ServingError)
     async def serving_error(request: Request, exc: ServingError) -> JSONResponse:
         metrics.errors.labels(exc.code).inc()
+        if exc.internal:  # addresses and transport text: the log's, never the client's
+            log.warning(
+                "%s %s answered %s: %s (%s)", request.method, request.url.path, exc.code, exc.message, exc.internal
+            )
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)

@@ -8,14 +8,25 @@ from typing import Any
 from serving.intent import pipeline
 from serving.intent.codec import METADATA_FILE, IntentCodec
 from serving.intent.schemas import IntentRequest, IntentResponse
-from serving.runtime.registry import BUILD_HINT, Capability, Endpoint, LoadContext, Loaded, Missing, Models
+from serving.runtime.registry import (
+    BUILD_HINT,
+    Capability,
+    Endpoint,
+    LoadContext,
+    Loaded,
+    Missing,
+    Models,
+    read_artifact,
+)
 from serving.runtime.settings import Settings
 
 
 def load(ctx: LoadContext) -> Loaded:
     s = ctx.settings
     if (s.artifacts / METADATA_FILE).is_file():
-        return {"intent": IntentCodec.load(s.artifacts, s.handoff_threshold)}
+        return {
+            "intent": read_artifact(s.artifacts / METADATA_FILE, IntentCodec.load, s.artifacts, s.handoff_threshold)
+        }
     return {"intent": Missing(f"{s.artifacts / METADATA_FILE} not found ({BUILD_HINT})")}
 
 

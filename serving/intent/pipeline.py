@@ -1,13 +1,19 @@
-"""/v1/intent as a transport-free async function: intent, confidence, top-3 and the hand-off flag."""
+"""/v1/intent as a transport-free async function: intent, confidence, top-3 and the hand-off flag.
+
+With the model unavailable at run time (unreachable, past its budget, circuit open) every message is
+handed off to a human, flagged `degraded`: the safe answer for a customer-service queue."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
+
 from serving.contracts.model_specs import INTENT, INTENT_INT8_NAME
 from serving.intent.codec import IntentCodec
 from serving.intent.schemas import IntentRequest, IntentResponse, IntentResult
 from serving.runtime.backends.base import ModelInfo
+from serving.runtime.breaker import ModelUnavailable
 from serving.runtime.metrics import StageTimer
 from serving.runtime.runtime import Runtime
 
@@ -36,8 +42,23 @@ async def classify(rt: Runtime, req: IntentRequest) -> IntentResponse:
         name = serving_model(rt)
         model = rt.model(name)
         inputs = codec.encode(req.all_texts)
-    with timer.stage("model"):
-        outputs = await rt.infer(name, inputs)
+    try:
+        with timer.stage("model"):
+            outputs = await rt.infer(name, inputs)
+            probs = codec.probabilities(outputs)
+            if not np.all(np.isfinite(probs)):
+                raise ModelUnavailable(name, "the model returned values that are not finite numbers")
+    except ModelUnavailable as exc:
+        # No model, no guess: every message goes to a human, which is always a safe answer.
+        rt.metrics.degraded.labels("intent", "handoff").inc()
+        handoff = IntentResult(intent=None, confidence=0.0, top=[], handoff=True)
+        return IntentResponse(
+            results=[handoff] * len(req.all_texts),
+            degraded=True,
+            degraded_reason=f"handed off: {exc.message}",
+            model_versions={},
+            timings_ms=timer.ms,
+        )
     with timer.stage("decide"):
-        results = [IntentResult(**r) for r in codec.decide(codec.probabilities(outputs))]
+        results = [IntentResult(**r) for r in codec.decide(probs)]
     return IntentResponse(results=results, model_versions={name: model.version}, timings_ms=timer.ms)

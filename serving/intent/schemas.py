@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from serving.contracts.schemas import StrictRequest
+from serving.contracts.schemas import Finite, StrictRequest
 
 # Limits (HTTP 422 beyond them).
 MAX_TEXTS = 64
@@ -29,22 +29,30 @@ class IntentRequest(StrictRequest):
     def all_texts(self) -> list[str]:
         return [self.text] if self.text is not None else list(self.texts or [])
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "my card has not arrived yet"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"text": "my card has not arrived yet"}],
+            "oneOf": [{"required": ["text"]}, {"required": ["texts"]}],  # exactly one of them
+        },
+    )
 
 
 class IntentScore(BaseModel):
     intent: str
-    probability: float
+    probability: Finite
 
 
 class IntentResult(BaseModel):
-    intent: str
-    confidence: float
+    intent: str | None = Field(description="null when the answer is degraded (no model ran)")
+    confidence: Finite
     top: list[IntentScore] = Field(description="the three most likely intents")
     handoff: bool = Field(description="true: route to a human (low confidence or a sensitive intent)")
 
 
 class IntentResponse(BaseModel):
     results: list[IntentResult] = Field(description="one per text, in request order")
+    degraded: bool = Field(False, description="true: the model was unavailable; every text is handed off to a human")
+    degraded_reason: str | None = None
     model_versions: dict[str, int]
     timings_ms: dict[str, float]

@@ -9,7 +9,16 @@ from serving.recommend import pipeline
 from serving.recommend.features import ITEMS_FILE, FeatureStore
 from serving.recommend.retrieval import Retriever
 from serving.recommend.schemas import RankRequest, RankResponse, RecommendRequest, RecommendResponse
-from serving.runtime.registry import BUILD_HINT, Capability, Endpoint, LoadContext, Loaded, Missing, Models
+from serving.runtime.registry import (
+    BUILD_HINT,
+    Capability,
+    Endpoint,
+    LoadContext,
+    Loaded,
+    Missing,
+    Models,
+    read_artifact,
+)
 from serving.runtime.settings import Settings
 
 INDEX_FILE = "retrieval/items.faiss"
@@ -18,11 +27,16 @@ INDEX_FILE = "retrieval/items.faiss"
 def load(ctx: LoadContext) -> Loaded:
     s = ctx.settings
     items = s.artifacts / ITEMS_FILE
-    features = FeatureStore.load(s.artifacts) if items.is_file() else Missing(f"{items} not found ({BUILD_HINT})")
+    if items.is_file():
+        features: Any = read_artifact(items.parent, FeatureStore.load, s.artifacts)
+    else:
+        features = Missing(f"{items} not found ({BUILD_HINT})")
     index_path = ctx.file("retrieval.file", INDEX_FILE)
     if index_path.is_file():
         tuned = ctx.section("retrieval.index_params") or {}
-        retriever: Any = Retriever.load(
+        retriever: Any = read_artifact(
+            index_path,
+            Retriever.load,
             index_path,
             nprobe=s.nprobe or tuned.get("nprobe"),
             ef_search=s.ef_search or tuned.get("ef_search"),

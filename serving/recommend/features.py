@@ -58,6 +58,12 @@ class ItemTable:
             keep &= ~np.isin(order, exclude)
         return order[keep][:k]
 
+    def popular_in(self, categories: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+        """The most popular available items of `categories` first, then the most popular of the rest."""
+        order = self.popular(len(self), exclude)
+        mine = np.isin(self.category[order], categories)
+        return np.concatenate([order[mine], order[~mine]])[:k]
+
 
 @dataclass
 class UserTable:

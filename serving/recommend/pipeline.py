@@ -1,8 +1,14 @@
 """/v1/recommend and /v1/rank as transport-free async functions (HTTP and gRPC call the same ones).
 
-recommend: features -> user tower -> FAISS candidates -> DIN ranking -> top-k. Stored history is used
-for known users who send none; an unknown user without history (or a known one with neither history
-nor user features) gets the popularity list, flagged `fallback`.
+recommend: features -> user tower -> FAISS candidates -> DIN ranking -> re-rank -> top-k. Without a `history`
+in the request, the stored history followed by the user's online events is used (read-your-writes, also for
+users the export never saw); a request's unknown history ids are skipped and counted (`ignored`). Skipped
+items are left out, streaks of skips down-weight a category, and a share of the slots may explore unseen
+categories (serving/recommend/feedback.py). A user with no history at all (or a known one with neither
+history nor user features) gets the popularity list, flagged `fallback`.
+A model failing at run time (unreachable, past its budget, circuit open) degrades the answer, flagged
+`degraded` with the reason: ranker down -> the retrieval order; user tower or index down -> the popular
+items of the user's recent categories, then overall popularity.
 rank: DIN click probabilities for the candidates the caller brings.
 """
 
@@ -14,12 +20,15 @@ import numpy as np
 
 from serving.contracts.model_specs import DIN, USER_TOWER
 from serving.recommend.features import FeatureStore, din_inputs, user_tower_inputs
+from serving.recommend.feedback import UserContext, explore_candidates, explore_slots, rerank, user_context
 from serving.recommend.retrieval import Retriever
 from serving.recommend.schemas import RankRequest, RankResponse, RecommendRequest, RecommendResponse, ScoredItem
+from serving.runtime.breaker import ModelUnavailable
 from serving.runtime.metrics import StageTimer
 from serving.runtime.runtime import Runtime
 
 TOWER_MODEL, RANKER_MODEL = USER_TOWER.name, DIN.name  # repository model names
+RECENT_CATEGORIES = 20  # history items whose categories a degraded answer draws from
 
 
 def _items(fs: FeatureStore, index: np.ndarray, scores: np.ndarray) -> list[ScoredItem]:
@@ -30,16 +39,12 @@ def _items(fs: FeatureStore, index: np.ndarray, scores: np.ndarray) -> list[Scor
 async def recommend(rt: Runtime, req: RecommendRequest) -> RecommendResponse:
     art = rt.artifacts  # one snapshot for the whole request, even if a reload swaps it meanwhile
     timer = StageTimer(rt.metrics, "recommend")
-    with timer.stage("features"):
+    with timer.stage("features"):  # the online store's read included
         fs: FeatureStore = art.need("features")
         user = fs.user_index(req.user_id)
-        if req.history is not None:
-            history = fs.items.ids.require(req.history, "history")
-        elif user is not None and fs.users is not None:
-            history = fs.users.history(user)
-        else:
-            history = np.zeros(0, dtype=np.int64)
-        seen = np.unique(history) if req.exclude_seen else None
+        ctx = await user_context(rt, fs, req.user_id, req.history, user)
+        history = ctx.history
+        seen = np.union1d(history, ctx.skipped) if req.exclude_seen else ctx.skipped  # skipped: always left out
         # Whether the tower takes user features decides if a known user without history can be personalised.
         spec = rt.models().get(TOWER_MODEL)
         n_feats = spec.input("user_features") if spec is not None else None
@@ -49,34 +54,106 @@ async def recommend(rt: Runtime, req: RecommendRequest) -> RecommendResponse:
     if not personal:
         with timer.stage("retrieval"):
             top = fs.items.popular(req.k, seen)
-            pop = fs.items.popularity
-            scores = pop[top] if pop is not None else np.zeros(top.shape[0])
         reason = "unknown user without history" if user is None else "known user without history or features"
-        return RecommendResponse(
-            items=_items(fs, top, scores), fallback=True, fallback_reason=reason, model_versions={}, timings_ms=timer.ms
-        )
+        return _answer(ctx, _popular_items(fs, top), {}, timer, fallback=True, fallback_reason=reason)
 
-    tower, ranker = rt.model(TOWER_MODEL), rt.model(RANKER_MODEL)
-    retriever: Retriever = art.need("retriever")
-    with timer.stage("user_tower"):
-        inputs = user_tower_inputs(history, fs.items, tower.max_lengths.get("hist_item_ids"), feats)
-        vector = (await rt.infer(TOWER_MODEL, inputs))[tower.output_names[0]]
+    versions: dict[str, int] = {}
+    retriever: Retriever | None = art.parts.get("retriever")
+    try:
+        tower = rt.model(TOWER_MODEL)
+        if retriever is None:
+            raise ModelUnavailable("retrieval index", art.problems.get("retriever", "not loaded"))
+        with timer.stage("user_tower"):
+            inputs = user_tower_inputs(history, fs.items, tower.max_lengths.get("hist_item_ids"), feats)
+            vector = finite((await rt.infer(TOWER_MODEL, inputs))[tower.output_names[0]], TOWER_MODEL)
+        versions[TOWER_MODEL] = tower.version
+    except ModelUnavailable as exc:
+        # No user vector or no index: the popular items of the categories the user just looked at.
+        with timer.stage("retrieval"):
+            top = fs.items.popular_in(fs.items.category[history[-RECENT_CATEGORIES:]], req.k, seen)
+        return _degraded(rt, fs, ctx, top, exc, "recent_categories", versions, timer)
+    s = rt.settings
+    n_explore = explore_slots(s.explore_share, req.k)
+    seen_cats = ctx.seen_categories(fs.items) if n_explore else ctx.skipped[:0]
     with timer.stage("retrieval"):
-        _, found = await asyncio.to_thread(retriever.search, vector, req.candidates, seen, fs.items.blocked)
-        candidates = found[0][found[0] >= 0]
-    with timer.stage("ranking"):
-        if candidates.size:
-            inputs = din_inputs(history, candidates, fs.items, ranker.max_lengths.get("hist_item_ids"), feats)
-            prob = np.asarray((await rt.infer(RANKER_MODEL, inputs))["prob"], dtype=np.float64).reshape(-1)
-        else:
-            prob = np.zeros(0)
-        top = np.argsort(-prob, kind="stable")[: req.k]
+        scores, found = await asyncio.to_thread(retriever.search, vector, req.candidates, seen, fs.items.blocked)
+        keep = found[0] >= 0
+        candidates, retrieval_scores = found[0][keep], scores[0][keep].astype(np.float64)
+        retrieved = candidates.size
+        if n_explore:  # unseen categories' best sellers, scored by DIN beside the retrieved ones
+            extra = explore_candidates(fs.items, seen_cats, np.union1d(seen, candidates), n_explore)
+            candidates = np.concatenate([candidates, extra])
+    try:
+        ranker = rt.model(RANKER_MODEL)
+        with timer.stage("ranking"):
+            if candidates.size:
+                inputs = din_inputs(history, candidates, fs.items, ranker.max_lengths.get("hist_item_ids"), feats)
+                prob = finite(np.asarray((await rt.infer(RANKER_MODEL, inputs))["prob"], np.float64), RANKER_MODEL)
+                prob = prob.reshape(-1)
+            else:
+                prob = np.zeros(0)
+            cats = fs.items.category[candidates]  # re-rank: skip streaks, exploration slots
+            top, prob = rerank(prob, cats, req.k, ctx.down, s.skip_downweight, seen_cats, n_explore)
+    except ModelUnavailable as exc:
+        top = np.arange(min(req.k, retrieved))  # FAISS returns best first: the retrieval order
+        items = _items(fs, candidates[top], retrieval_scores[top])
+        return _degraded(rt, fs, ctx, items, exc, "retrieval_order", versions, timer)
+    versions[RANKER_MODEL] = ranker.version
+    return _answer(ctx, _items(fs, candidates[top], prob[top]), versions, timer)
+
+
+def _answer(
+    ctx: UserContext,
+    items: list[ScoredItem],
+    versions: dict[str, int],
+    timer: StageTimer,
+    *,
+    fallback: bool = False,
+    fallback_reason: str | None = None,
+    degraded: bool = False,
+    degraded_reason: str | None = None,
+) -> RecommendResponse:
+    """The answer; an online store that could not be read degrades it (the stored history stood in)."""
+    if ctx.store_error and not degraded:
+        degraded, degraded_reason = True, f"stored history only: {ctx.store_error}"
     return RecommendResponse(
-        items=_items(fs, candidates[top], prob[top]),
-        fallback=False,
-        model_versions={TOWER_MODEL: tower.version, RANKER_MODEL: ranker.version},
+        items=items,
+        fallback=fallback,
+        fallback_reason=fallback_reason,
+        degraded=degraded,
+        degraded_reason=degraded_reason,
+        ignored=ctx.ignored,
+        model_versions=versions,
         timings_ms=timer.ms,
     )
+
+
+def _popular_items(fs: FeatureStore, top: np.ndarray) -> list[ScoredItem]:
+    pop = fs.items.popularity
+    return _items(fs, top, pop[top] if pop is not None else np.zeros(top.shape[0]))
+
+
+def _degraded(
+    rt: Runtime,
+    fs: FeatureStore,
+    ctx: UserContext,
+    items: np.ndarray | list[ScoredItem],
+    exc: ModelUnavailable,
+    fallback: str,
+    versions: dict[str, int],
+    timer: StageTimer,
+) -> RecommendResponse:
+    rt.metrics.degraded.labels("recommend", fallback).inc()
+    answer = _popular_items(fs, items) if isinstance(items, np.ndarray) else items
+    reason = f"{fallback.replace('_', ' ')}: {exc.message}"
+    return _answer(ctx, answer, versions, timer, degraded=True, degraded_reason=reason)
+
+
+def finite(values: np.ndarray, model: str) -> np.ndarray:
+    """Model outputs go into answers only when every value is a number (never NaN or inf)."""
+    if not np.all(np.isfinite(values)):
+        raise ModelUnavailable(model, "the model returned values that are not finite numbers")
+    return values
 
 
 async def rank(rt: Runtime, req: RankRequest) -> RankResponse:
@@ -90,7 +167,8 @@ async def rank(rt: Runtime, req: RankRequest) -> RankResponse:
         feats = fs.user_features(fs.user_index(req.user_id), n_feats.dims[0]) if n_feats is not None else None
         inputs = din_inputs(history, candidates, fs.items, ranker.max_lengths.get("hist_item_ids"), feats)
     with timer.stage("ranking"):
-        prob = np.asarray((await rt.infer(RANKER_MODEL, inputs))["prob"], dtype=np.float64).reshape(-1)
+        prob = finite(np.asarray((await rt.infer(RANKER_MODEL, inputs))["prob"], np.float64), RANKER_MODEL)
+        prob = prob.reshape(-1)
         order = np.argsort(-prob, kind="stable")
     return RankResponse(
         items=_items(fs, candidates[order], prob[order]),

@@ -50,7 +50,11 @@ class Retriever:
 
     @classmethod
     def load(cls, path: str | Path, **kwargs: object) -> Retriever:
-        return cls(faiss.read_index(str(path)), **kwargs)  # type: ignore[arg-type]
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:  # FAISS's own message names neither the file nor what to do
+            raise ValueError(f"{path}: not a readable FAISS index ({str(exc).splitlines()[0]}); re-run export") from exc
+        return cls(index, **kwargs)  # type: ignore[arg-type]
 
     @property
     def ntotal(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from serving.contracts.schemas import ShopId, StrictRequest
+from serving.contracts.schemas import Count, Finite, ShopId, StrictRequest
 
 # Limits (HTTP 422 beyond them).
 MAX_K = 100
@@ -16,10 +16,13 @@ MAX_RANK_ITEMS = 1000
 class RecommendRequest(StrictRequest):
     user_id: ShopId
     history: list[ShopId] | None = Field(
-        None, max_length=MAX_HISTORY, description="recent item ids, oldest first; default: the stored history"
+        None,
+        max_length=MAX_HISTORY,
+        description="recent item ids, oldest first; ids the catalogue does not know are skipped (`ignored`); "
+        "default: the stored history followed by the user's events (POST /v1/events)",
     )
-    k: int = Field(10, ge=1, le=MAX_K, description="items to return")
-    candidates: int = Field(200, ge=1, le=MAX_CANDIDATES, description="retrieved from FAISS, then ranked")
+    k: Count = Field(10, ge=1, le=MAX_K, description="items to return")
+    candidates: Count = Field(200, ge=1, le=MAX_CANDIDATES, description="retrieved from FAISS, then ranked")
     exclude_seen: bool = Field(True, description="leave out items in the history")
 
     @field_validator("candidates")
@@ -30,20 +33,23 @@ class RecommendRequest(StrictRequest):
             raise ValueError(f"candidates ({v}) must be >= k ({k})")
         return v
 
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"user_id": "u42", "history": ["i7", "i19"], "k": 10}]}
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"user_id": 10000017, "k": 10}]})
 
 
 class ScoredItem(BaseModel):
     item_id: int | str
-    score: float
+    score: Finite
 
 
 class RecommendResponse(BaseModel):
     items: list[ScoredItem]
     fallback: bool = Field(description="true: popularity list (unknown user without history), not personalised")
     fallback_reason: str | None = None
+    degraded: bool = Field(
+        False, description="true: a model was unavailable and a simpler ranking stood in (see degraded_reason)"
+    )
+    degraded_reason: str | None = None
+    ignored: int = Field(0, description="ids of the request's history the catalogue does not know, skipped")
     model_versions: dict[str, int]
     timings_ms: dict[str, float]
 
@@ -57,7 +63,10 @@ class RankRequest(StrictRequest):
     item_ids: list[ShopId] = Field(min_length=1, max_length=MAX_RANK_ITEMS, description="candidates to score")
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"history": ["i7", "i19"], "item_ids": ["i3", "i5", "i8"]}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"user_id": 10000017, "history": [100000003, 100000099], "item_ids": [100000005, 100000008]}]
+        },
     )
 
 

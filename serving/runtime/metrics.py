@@ -63,6 +63,31 @@ class Metrics:
         self.queue_rows = Gauge("gateway_queue_rows", "rows waiting in the batch queue", ["model"], registry=r)
         self.model_version = Gauge("gateway_model_version", "version being served", ["model"], registry=r)
         self.reloads = Counter("gateway_reloads", "model reloads", ["outcome"], registry=r)
+        self.breaker_state = Gauge(
+            "gateway_breaker_state", "circuit breaker per model: 0 closed, 1 half-open, 2 open", ["model"], registry=r
+        )
+        self.breaker_changes = Counter(
+            "gateway_breaker_changes", "circuit breaker state changes", ["model", "to"], registry=r
+        )
+        self.degraded = Counter(
+            "gateway_degraded_answers",
+            "answers given without a failed model, by what stood in",
+            ["route", "fallback"],
+            registry=r,
+        )
+
+        # Live events (serving/events) and what recommend makes of them
+        self.events = Counter("gateway_events", "events accepted, by type", ["event_type"], registry=r)
+        self.events_unknown_items = Counter(
+            "gateway_events_unknown_items", "accepted events on items the catalogue does not know", registry=r
+        )
+        self.event_log_lines = Counter("gateway_event_log_lines", "events written to the durable log", registry=r)
+        self.ignored_ids = Counter(
+            "gateway_ignored_ids", "request ids the catalogue does not know, skipped", ["route", "field"], registry=r
+        )
+        self.online_store_errors = Counter(
+            "gateway_online_store_errors", "online store calls that failed", ["operation"], registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -67,6 +67,14 @@ class LoadContext:
         return self.settings.artifacts / default
 
 
+def read_artifact(path: Path, load: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`load(*args)`; any failure names the file (whatever SERVING_MANIFEST_CHECK let through)."""
+    try:
+        return load(*args, **kwargs)
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot be loaded ({type(exc).__name__}: {exc}); re-run `python -m export`") from exc
+
+
 def artifact_roots(settings: Settings) -> dict[str, Path]:
     return {"artifacts": settings.artifacts.resolve(), "model_repository": settings.model_repository.resolve()}
 
@@ -106,7 +114,8 @@ class Artifacts:
     def need(self, component: str) -> Any:
         value = self.parts.get(component)
         if value is None:
-            raise Unavailable(f"{component} not available: {self.problems.get(component, 'not loaded')}")
+            why = self.problems.get(component, "not loaded")  # paths on the server: the log's and /readyz's
+            raise Unavailable(f"{component} not available (see /readyz)", retry_after=1, internal=why)
         return value
 
 

@@ -21,13 +21,24 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from serving.contracts.errors import ModelNotLoaded, ReloadFailed, ServingError, Unavailable
+from serving.contracts.errors import (
+    ModelNotLoaded,
+    Overloaded,
+    ReloadFailed,
+    RequestTimeout,
+    ServingError,
+    ShuttingDown,
+    Unavailable,
+)
 from serving.runtime.backends import make_backend
 from serving.runtime.backends.base import InferenceBackend, ModelInfo
 from serving.runtime.backends.repository import pins_from_manifest
 from serving.runtime.batching import BatchingBackend
+from serving.runtime.breaker import STATE_VALUES, CircuitBreaker, ModelUnavailable, State
+from serving.runtime.event_log import EventLog
 from serving.runtime.manifest import ManifestError, load_manifest, verify_manifest
 from serving.runtime.metrics import Metrics
+from serving.runtime.online_store import open_store
 from serving.runtime.registry import Artifacts, Capability, artifact_roots, check_artifacts, load_artifacts
 from serving.runtime.settings import Settings
 
@@ -55,8 +66,13 @@ class Runtime:
         self.draining = False
         self.inflight = 0
         self.startup_s: float | None = None
+        self.breakers: dict[str, CircuitBreaker] = {}
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()  # signal-started reloads, referenced until done
+        # Live events: per-user online state (memory or Redis) and the durable log; closed last in stop().
+        self.online = open_store(settings)
+        self.event_log = EventLog(settings.event_log_dir, settings.event_log_max_bytes, settings.event_log_flush_s)
+        self.event_log.on_written = self.metrics.event_log_lines.inc
 
     # ---- life cycle
 
@@ -95,6 +111,7 @@ class Runtime:
         check_artifacts(self.capabilities, artifacts, backend.models(), s)
         self.artifacts = artifacts
         self._publish_versions()
+        await self.event_log.start()
         self.started = True
         self.startup_s = time.perf_counter() - t0
         models = ", ".join(f"{n} v{i.version}" for n, i in backend.models().items()) or "none"
@@ -109,6 +126,8 @@ class Runtime:
             await asyncio.sleep(0.01)
         if self.inflight:
             log.warning("shutting down with %d requests still running", self.inflight)
+        await self.event_log.close()  # every accepted event reaches the disk before the process ends
+        await self.online.close()
         if self.backend is not None:
             await self.backend.close()
 
@@ -116,6 +135,7 @@ class Runtime:
         """Re-verify, load beside, swap. Raises ReloadFailed (the serving versions stay) on any problem."""
         backend = self._backend()
         async with self._reload_lock:
+            await self.event_log.flush()  # what a retraining after this reload reads is complete
             try:
                 manifest = await asyncio.to_thread(self._verify_manifest)
                 artifacts = await asyncio.to_thread(self._load_artifacts, manifest)
@@ -175,7 +195,58 @@ class Runtime:
         return info
 
     async def infer(self, model: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        return await self._backend().infer(model, inputs)
+        """One model call within its budget (SERVING_MODEL_TIMEOUT_MS), through the model's circuit breaker.
+
+        A failure of the model (unreachable, erroring, past its budget, breaker open) raises ModelUnavailable,
+        which a capability may degrade on; load shedding and bad input pass through unchanged."""
+        backend = self._backend()
+        breaker = self.breaker(model)
+        breaker.before_call()
+        try:
+            async with asyncio.timeout(self.settings.model_budget_s):
+                outputs = await backend.infer(model, inputs)
+        except (Overloaded, ShuttingDown, ModelNotLoaded, ValueError):
+            breaker.cancelled()
+            raise
+        except asyncio.CancelledError:
+            breaker.cancelled()
+            raise
+        except TimeoutError as exc:
+            why = f"no answer within {self.settings.model_budget_s * 1e3:g} ms"
+            breaker.failure(why)
+            raise ModelUnavailable(model, why) from exc
+        except (Unavailable, RequestTimeout) as exc:
+            breaker.failure(exc.message)
+            log.warning("model %s failed: %s", model, exc.internal or exc.message)
+            raise ModelUnavailable(model, exc.message, retry_after=exc.retry_after or 1) from exc
+        except ServingError as exc:
+            breaker.failure(exc.message)
+            log.warning("model %s failed: %s", model, exc.internal or exc.message)
+            raise ModelUnavailable(model, "the model server failed") from exc
+        except Exception as exc:  # unforeseen: counted against the model, answered as an internal error
+            breaker.failure(type(exc).__name__)
+            raise
+        breaker.success()
+        return outputs
+
+    def breaker(self, model: str) -> CircuitBreaker:
+        breaker = self.breakers.get(model)
+        if breaker is None:
+            s = self.settings
+            breaker = CircuitBreaker(
+                model,
+                failures_to_open=s.breaker_failures,
+                reset_s=s.breaker_reset_s,
+                on_change=self._breaker_moved,
+                probe=self._backend().ready,  # a readiness check, in the background: no shopper waits on it
+            )
+            self.breakers[model] = breaker
+            self.metrics.breaker_state.labels(model).set(0)
+        return breaker
+
+    def _breaker_moved(self, model: str, old: State, new: State) -> None:
+        self.metrics.breaker_state.labels(model).set(STATE_VALUES[new])
+        self.metrics.breaker_changes.labels(model, new).inc()
 
     # ---- operations
 
@@ -187,6 +258,17 @@ class Runtime:
         backend_ok = self.backend is not None and await self.backend.ready()
         if not models:
             components["models"] = f"no models loaded from {self.settings.model_repository} (run `make models`)"
+        if self.backend is not None and not backend_ok:
+            components["backend"] = f"{self.backend.kind} backend not ready"
+        # Informational: without the online store recommend uses the stored history and events answer 503.
+        components["online_store"] = await self.online.health() or "ok"
+        for name, breaker in self.breakers.items():
+            if breaker.state != "closed" and f"model:{name}" in components:
+                components[f"model:{name}"] = f"circuit {breaker.state.replace('_', '-')}: {breaker.last_failure}"
+        if self.draining:
+            components["gateway"] = "draining (shutting down)"
+        elif not self.started:
+            components["gateway"] = "starting"
         ready = self.started and not self.draining and backend_ok and bool(models)
         return ready, models, components
 

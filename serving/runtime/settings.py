@@ -63,10 +63,25 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
     retry_after_s: int = Field(1, ge=0, description="Retry-After header on 503 answers")
     drain_timeout_s: float = Field(10.0, ge=0, description="graceful shutdown: wait this long for requests")
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="an HTTP connection whose request headers take longer is closed (408)"
+    )
     warmup: bool = Field(True, description="run each model's config.pbtxt warm-up before reporting ready")
     admin_token: SecretStr | None = Field(
         None, description="enables POST /admin/reload (header X-Admin-Token); unset = endpoint disabled"
     )
+
+    # Failing models: a budget per model call, and a circuit breaker per model (serving/runtime/breaker.py)
+    model_timeout_ms: float | None = Field(
+        None,
+        gt=0,
+        le=60_000,
+        description="budget of one model call, queue included; past it the call counts as failed. Default: 150 ms "
+        "on the Triton backend (a frozen server costs that, then its breaker opens); the request deadline on the "
+        "embedded one (in-process models fail fast, and queue waits under load are shed by the bounded queue)",
+    )
+    breaker_failures: int = Field(3, ge=1, description="failures or timeouts in a row that open a model's breaker")
+    breaker_reset_s: float = Field(0.5, gt=0, description="an open breaker lets one probe call through after this")
 
     # Retrieval
     nprobe: int | None = Field(None, ge=1, description="IVF lists searched; default: the manifest's tuned value")
@@ -86,6 +101,40 @@ class Settings(BaseSettings):
         None, ge=0, le=1, description="confidence below it hands off to a human; default: the trained one"
     )
 
+    # Live events (serving/events, serving/runtime/online_store, serving/runtime/event_log.py)
+    online_store: str = Field(
+        "memory", description="per-user online state: `memory` (this process) or a Redis URL `redis://host:port/db`"
+    )
+    online_history_max: int = Field(500, ge=1, le=10_000, description="recent click/cart/buy items kept per user")
+    online_skips_max: int = Field(200, ge=1, le=10_000, description="recent skips kept per user")
+    online_ttl_s: float = Field(
+        30 * 86400, gt=0, description="a user's online state expires this long after the last event"
+    )
+    online_max_users: int = Field(
+        1_000_000, ge=1, description="memory store: users kept (least recently active go first)"
+    )
+    online_timeout_ms: float = Field(
+        50,
+        gt=0,
+        le=60_000,
+        description="budget of one online-store call; past it /v1/recommend uses the stored history",
+    )
+    skip_ttl_s: float = Field(3600, ge=0, description="a skipped item is left out of recommendations this long")
+    skip_streak: int = Field(
+        3, ge=1, description="skips of one category in a row (no click on it between) that down-weight it"
+    )
+    skip_downweight: float = Field(0.5, gt=0, le=1, description="factor on the scores of a down-weighted category")
+    explore_share: float = Field(
+        0.0, ge=0, le=1, description="share of the k slots given to categories the user has not seen"
+    )
+    event_log: Path | None = Field(
+        None, description="folder of the durable event log (JSONL); default: <artifacts>/../events"
+    )
+    event_log_max_bytes: int = Field(64 * 2**20, ge=4096, description="a log file rotates past this size")
+    event_log_flush_s: float = Field(
+        1.0, gt=0, le=60, description="accepted events are written out at least this often"
+    )
+
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @field_validator("log_level", mode="before")
@@ -94,8 +143,25 @@ class Settings(BaseSettings):
         return v.lower() if isinstance(v, str) else v
 
     @property
+    def model_budget_s(self) -> float:
+        if self.model_timeout_ms is not None:
+            return self.model_timeout_ms / 1e3
+        return 0.15 if self.backend == "triton" else self.request_timeout_s
+
+    @property
     def manifest_path(self) -> Path:
         return self.artifacts / "manifest.json"
+
+    @property
+    def event_log_dir(self) -> Path:
+        return self.event_log if self.event_log is not None else self.artifacts.resolve().parent / "events"
+
+    @field_validator("online_store")
+    @classmethod
+    def _store_url(cls, v: str) -> str:
+        if v != "memory" and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected `memory` or a Redis URL (redis://host:port/db, rediss://..., unix://...)")
+        return v
 
 
 @lru_cache

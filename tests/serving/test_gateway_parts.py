@@ -155,3 +155,9 @@ def test_auto_intent_model_is_int8_only_on_the_embedded_cpu_backend():
     on_gpu = {**both, "intent_bert_int8": _info("intent_bert_int8", cuda)}
     assert pick_intent_model("auto", "embedded", on_gpu) == "intent_bert"
     assert pick_intent_model("intent_bert", "embedded", both) == "intent_bert"  # an explicit choice stands
+
+
+def test_integer_catalogue_refuses_non_ascii_digits_as_unknown_ids():
+    """Found by the schema fuzzer: "²" is a digit to str.isdigit but not to int()."""
+    ids = IdMap(np.array([1, 2, 23]))
+    assert ids.lookup(["²", "٣", "23", "2"]).tolist() == [-1, -1, 2, 1]

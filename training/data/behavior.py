@@ -62,6 +62,7 @@ import pandas as pd
 
 from training.common import progress
 from training.data.behavior_io import load_behavior
+from training.data.event_log import is_event_log
 from training.data.fingerprints import behavior_dataset_fingerprint
 from training.data.schema import EVENT_TYPES, BehaviorLog, Catalogue
 
@@ -799,11 +800,14 @@ def _find(path: Path, name: str) -> Path | None:
 
 
 def load_dir(path: Path) -> tuple[BehaviorLog, BehaviorOracleImpl | None]:
-    """Read a folder written by `save_dir` through the user-file loader; restore the oracle if present."""
+    """Read a folder written by `save_dir` through the user-file loader; restore the oracle if present.
+    A folder holding the gateway's event log (events-*.jsonl) and the catalogue (items.parquet|csv) loads too."""
     path = Path(path)
     events = _find(path, "events")
+    if events is None and is_event_log(path):
+        events = path
     if events is None:
-        raise FileNotFoundError(f"{path}: no events.parquet or events.csv")
+        raise FileNotFoundError(f"{path}: no events.parquet, events.csv or event log (events-*.jsonl)")
     log = load_behavior(events, _find(path, "items"), _find(path, "users"))
     meta_path = path / "meta.json"
     if meta_path.exists() and log.user_features is not None:

@@ -5,7 +5,10 @@ Schema (column names case-insensitive, any order, extra columns ignored):
 events   user_id, item_id, category_id, event_type, timestamp
          event_type in view/click/cart/buy; timestamp = unix seconds or an ISO-8601 datetime
          (naive = UTC). Taobao UserBehavior files (behavior_type in pv/fav/cart/buy instead of
-         event_type) are read too, with or without a header line.
+         event_type) are read too, with or without a header line. The gateway's event log (a folder
+         of events-*.jsonl files, or one such file; training/data/event_log.py) is read directly: its
+         events carry no category_id, which the items file then gives, and its `skip` events (shown,
+         not taken) count as views.
 items    item_id, category_id[, brand_id][, price]   (optional file; optional columns)
 users    user_id[, feature columns...]               (optional file; every other column is a
                                                       categorical feature)
@@ -32,7 +35,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from serving.contracts.events import TRAINING_EVENT_MAP
 from training.data.errors import DataFileError
+from training.data.event_log import is_event_log, read_event_log
 from training.data.schema import EVENT_TYPES, TAOBAO_EVENT_MAP, BehaviorLog, Catalogue
 from training.data.table_io import Table, read_table
 
@@ -53,18 +58,32 @@ def load_behavior(
     strict: bool = False,
 ) -> BehaviorLog:
     """Read events (+ optional items and users files) into a `BehaviorLog` sorted by (user, timestamp)."""
-    events = _read(events_path, _EVENT_HEADER_NAMES, headerless_names=EVENT_COLUMNS)
+    if is_event_log(events_path):
+        events = read_event_log(events_path, strict)
+    else:
+        events = _read(events_path, _EVENT_HEADER_NAMES, headerless_names=EVENT_COLUMNS)
     type_col = "event_type" if "event_type" in events.frame.columns else "behavior_type"
     if type_col not in events.frame.columns:
         events.require(("event_type",))
-    events.require(("user_id", "item_id", "category_id", "timestamp"))
-    _drop_missing(events, ("user_id", "item_id", "category_id", type_col, "timestamp"), strict)
+    has_cat = "category_id" in events.frame.columns
+    if not has_cat and items_path is None:
+        found = ", ".join(map(str, events.frame.columns))
+        raise DataFileError(
+            events.path,
+            f"missing column 'category_id' (found: {found}); without it, give the catalogue as an items file "
+            "(item_id, category_id[, brand_id][, price]), e.g. the export's items.parquet beside an event log",
+            line=events.header_line,
+            column="category_id",
+        )
+    events.require(("user_id", "item_id", "timestamp"))
+    required = ("user_id", "item_id", *(("category_id",) if has_cat else ()), type_col, "timestamp")
+    _drop_missing(events, required, strict)
     if len(events) == 0:
         raise DataFileError(events.path, "no events left after dropping rows with empty cells")
 
     ev_user = _ids(events, "user_id")
     ev_item = _ids(events, "item_id")
-    ev_cat = _ids(events, "category_id")
+    ev_cat = _ids(events, "category_id") if has_cat else None
     ev_type = _event_types(events, type_col)
     ev_time = _timestamps(events, "timestamp")
 
@@ -74,7 +93,9 @@ def load_behavior(
         optional = tuple(c for c in ("brand_id", "price") if c in items.frame.columns)
         _drop_missing(items, ("item_id", "category_id", *optional), strict)
         it_item, ev_item = _common_type(_ids(items, "item_id"), ev_item)
-        it_cat, ev_cat = _common_type(_ids(items, "category_id"), ev_cat)
+        it_cat = _ids(items, "category_id")
+        if ev_cat is not None:
+            it_cat, ev_cat = _common_type(it_cat, ev_cat)
         _no_duplicates(items, it_item, "item_id")
         known = np.isin(ev_item, it_item)
         if not known.all():
@@ -90,11 +111,12 @@ def load_behavior(
                 int(events.lines[first]),
             )
             events.keep(known)
-            ev_user, ev_item, ev_cat, ev_type, ev_time = (
-                a[known] for a in (ev_user, ev_item, ev_cat, ev_type, ev_time)
-            )
+            ev_user, ev_item, ev_type, ev_time = (a[known] for a in (ev_user, ev_item, ev_type, ev_time))
+            ev_cat = ev_cat[known] if ev_cat is not None else None
             if len(events) == 0:
                 raise DataFileError(events.path, f"no event is on an item listed in {items.path.name}")
+        if ev_cat is None:  # an event log: each event's category is its item's
+            ev_cat = it_cat[_positions(it_item, ev_item)]
     else:
         it_item = it_cat = None
 
@@ -222,6 +244,7 @@ def _event_types(table: Table, col: str) -> np.ndarray:
     """int8 index into EVENT_TYPES. `behavior_type` uses Taobao's names; a headerless file may use either."""
     text = table.frame[col].astype(str).str.strip().str.lower()
     ours = {name: i for i, name in enumerate(EVENT_TYPES)}
+    ours.update({k: EVENT_TYPES.index(v) for k, v in TRAINING_EVENT_MAP.items()})  # the gateway's `skip`
     taobao = {k: EVENT_TYPES.index(v) for k, v in TAOBAO_EVENT_MAP.items()}
     if col == "behavior_type" or (text.isin(["pv", "fav"]).any() and not text.isin(["view", "click"]).any()):
         mapping, vocab = taobao, TAOBAO_EVENT_MAP

@@ -362,6 +362,36 @@ def generate(cfg: SalesConfig, seed: int = 0) -> SalesPanel:
     )
 
 
+@dataclass(frozen=True)
+class PriceTruth:
+    """The generator's price response per series [n_series]: log E[units] moves by elasticity * d log(price),
+    and a promotion day adds promo_lift on top of its price cut."""
+
+    elasticity: np.ndarray
+    promo_lift: np.ndarray
+
+    def expected_at(
+        self, expected: np.ndarray, price: np.ndarray, promo: np.ndarray, new_price: np.ndarray
+    ) -> np.ndarray:
+        """True expected units [N, T] had the shelf price been `new_price` (broadcast to [N, T]) without
+        promotion, given the panel's `expected` at its own `price` / `promo` [N, T]."""
+        e, lift = self.elasticity[:, None], self.promo_lift[:, None]
+        return expected * np.exp(e * np.log(new_price / price) - lift * promo)
+
+
+def price_truth(cfg: SalesConfig, seed: int = 0) -> PriceTruth:
+    """The price effects `generate(cfg, seed)` used (the same item-level draws, replayed from the seed)."""
+    item_seed = np.random.SeedSequence(seed).spawn(1 + cfg.n_stores)[0]
+    start = np.datetime64(cfg.start_date, "D")
+    _, _, _, _, doy = calendar_parts(start + np.arange(cfg.n_days))
+    events, _ = calendar_events(start, cfg.n_days)
+    items = _draw_items(cfg, np.random.default_rng(item_seed), events, doy)
+    return PriceTruth(
+        elasticity=np.tile(items.elasticity, cfg.n_stores),
+        promo_lift=np.tile(items.lift[items.category], cfg.n_stores),
+    )
+
+
 # ---------------------------------------------------------------------------------------------- split
 
 

@@ -63,6 +63,7 @@ class TCNProfile:
     dropout: float = 0.0
     mean_weight: float = 1.0  # weight of the mean head's squared error against the pinball loss
     eval_batch: int = 256
+    price_elasticity: bool = True  # the log-log price head (training/models/tcn.py): /v1/price reads it
 
 
 PROFILES: dict[str, TCNProfile] = {
@@ -173,6 +174,7 @@ def build_model(spec: FeatureSpec, prof: TCNProfile) -> tuple[TCNForecaster, TCN
         kernel_size=prof.kernel_size,
         dilations=prof.dilations,
         dropout=prof.dropout,
+        price_elasticity=prof.price_elasticity,
     )
     return TCNForecaster(cfg), cfg
 

@@ -40,7 +40,7 @@ _CHANNEL_ARGS = [
     ("grpc.max_receive_message_length", -1),
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.max_reconnect_backoff_ms", 500),  # a restarted server is found again within half a second
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
 ]
@@ -123,23 +123,31 @@ def _unwire(t: TensorInfo, a: np.ndarray) -> np.ndarray:
 
 
 def _translate(exc: Exception, url: str, what: str, model: str | None = None) -> ServingError | ValueError:
-    """tritonclient / transport errors -> the gateway's error types (503 unreachable, 504 slow, 500 else)."""
+    """tritonclient / transport errors -> the gateway's error types (503 unreachable, 504 slow, 500 else).
+
+    The client is told what failed in a few words; the server address and transport text go to `internal`
+    (logged, never answered)."""
     if isinstance(exc, TimeoutError):
-        return RequestTimeout(f"Triton at {url} did not answer {what} in time")
+        return RequestTimeout(f"the model server did not answer {what} in time", internal=f"Triton at {url}")
     if isinstance(exc, InferenceServerException):
         status, message = str(exc.status() or ""), str(exc.message() or exc)
+        detail = f"Triton at {url}: {status} {message}".strip()
         if "DEADLINE_EXCEEDED" in status:
-            return RequestTimeout(f"Triton at {url} did not answer {what} in time")
+            return RequestTimeout(f"the model server did not answer {what} in time", internal=detail)
         if model is not None and any(s in message for s in _NOT_LOADED):
-            return ModelNotLoaded(model, f"Triton at {url}: {message}")
+            err = ModelNotLoaded(model, "not loaded by the model server")
+            err.internal = detail
+            return err
         if any(s in status or s in message for s in _UNREACHABLE):
-            return Unavailable(f"Triton at {url} is unreachable ({what}): {message}", retry_after=1)
+            return Unavailable(f"the model server is unreachable ({what})", retry_after=1, internal=detail)
         if "INVALID_ARGUMENT" in status or status == "400":
             return ValueError(f"Triton rejected {what}: {message}")
-        return ServingError(f"Triton failed on {what}: {status} {message}".strip())
+        return ServingError(f"the model server failed on {what}", internal=detail)
     if isinstance(exc, OSError) or type(exc).__module__.startswith("aiohttp"):  # HTTP client: no server there
-        return Unavailable(f"Triton at {url} is unreachable ({what}): {exc}", retry_after=1)
-    return ServingError(f"Triton failed on {what}: {type(exc).__name__}: {exc}")
+        return Unavailable(
+            f"the model server is unreachable ({what})", retry_after=1, internal=f"Triton at {url}: {exc}"
+        )
+    return ServingError(f"the model server failed on {what}", internal=f"Triton at {url}: {type(exc).__name__}: {exc}")
 
 
 class TritonBackend(InferenceBackend):

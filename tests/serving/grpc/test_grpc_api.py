@@ -18,7 +18,7 @@ import pytest_asyncio
 from fastapi import FastAPI
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from serving.app import create_app
+from serving.app import begin_drain, create_app
 from serving.grpc.messages import as_dict
 from serving.grpc.server import SERVICE
 from serving.proto import storefront_pb2 as pb
@@ -200,8 +200,8 @@ INVALID = [
     ("Recommend", pb.RecommendRequest(user_id=Id("u"), k=20, candidates=10), "candidates: Value error, candidates"),
     (
         "Recommend",
-        pb.RecommendRequest(user_id=Id("u"), history=pb.IdList(ids=ids("i1", "nope"))),
-        "history.1: unknown id 'nope'",
+        pb.RecommendRequest(user_id=Id("u"), history=pb.IdList(ids=[Id("i1"), pb.Id()])),
+        "history.1: an id needs int_value or string_value",  # malformed; an unknown id is skipped (ignored)
     ),
     ("Rank", pb.RankRequest(), "item_ids: List should have at least 1 item"),
     ("Rank", pb.RankRequest(item_ids=ids("i1", 9)), "item_ids.1: unknown id 9"),
@@ -319,3 +319,32 @@ async def test_stop_finishes_running_calls_and_reports_not_serving(built):
         await stopping
         code, _, _ = await status_of(gw.api.Rank(pb.RankRequest(item_ids=ids("i2")), timeout=2))
         assert code == grpc.StatusCode.UNAVAILABLE  # no new calls after the stop
+
+
+async def test_drain_answers_queued_calls_refuses_new_ones_and_ends_watches(built):
+    """What SIGTERM starts (serving.app.begin_drain): every call held, queued in the batcher included, is answered;
+    a new one gets UNAVAILABLE with error-code shutting_down and retry-after; health and /readyz say so at once."""
+    backend = SlowBackend(built / "model_repository", delay=0.2)
+    slow = {"batch_max_size": 2, "request_timeout_s": 30, "model_timeout_ms": 60_000}  # 5 batches of 2 calls: ~1 s
+    async with running(built, backend, drain_timeout_s=10, **slow) as gw:
+        watch = gw.health.Watch(health_pb2.HealthCheckRequest(service=SERVICE))
+        assert (await watch.read()).status == Health.SERVING
+        one_row = pb.RankRequest(item_ids=ids("i2"))
+        calls = [asyncio.ensure_future(gw.api.Rank(one_row, timeout=20)) for _ in range(10)]
+        grpc_server = gw.app.state.grpc
+        while grpc_server.servicer.inflight < len(calls):
+            await asyncio.sleep(0.01)
+        begin_drain(gw.app)
+        assert (await gw.http.get("/readyz")).status_code == 503
+        assert (await watch.read()).status == Health.NOT_SERVING
+        check = await gw.health.Check(health_pb2.HealthCheckRequest(service=SERVICE))
+        assert check.status == Health.NOT_SERVING
+        code, details, meta = await status_of(gw.api.Rank(one_row, timeout=5))
+        assert code == grpc.StatusCode.UNAVAILABLE and "shutting down" in details
+        assert meta == {"error-code": "shutting_down", "retry-after": "1"}
+        assert grpc_server.servicer.inflight > 0  # the refused call did not wait for the queued ones
+        answers = await asyncio.gather(*calls)
+        assert [len(a.items) for a in answers] == [1] * len(calls)
+        await grpc_server.stop()  # the drain begun above: returns once the server stopped
+        code, _, _ = await status_of(watch.read())  # the Watch stream ended instead of holding the stop
+        assert code == grpc.StatusCode.UNAVAILABLE

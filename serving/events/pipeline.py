@@ -1,0 +1,59 @@
+"""/v1/events as a transport-free async function: a batch of storefront events in, at once visible to recommend.
+
+Each batch: the click/cart/buy and skip events go to the online store (per-user history and skips, in
+memory or on Redis), then every event to the durable log; views go to the log only. An event on an item the
+catalogue does not know (a product added since the export) is accepted, logged and counted, not refused.
+Store first, then log: a store that fails answers 503 with nothing logged, so the client's retry duplicates
+nothing.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from serving.contracts.events import POSITIVE_EVENTS, SKIP_EVENT
+from serving.contracts.ids import IdMap
+from serving.events.schemas import EventsRequest, EventsResponse
+from serving.runtime.online_store import OnlineEvent, StoreUnavailable
+from serving.runtime.runtime import Runtime
+
+KEPT_ONLINE = POSITIVE_EVENTS | {SKIP_EVENT}
+
+
+async def ingest(rt: Runtime, req: EventsRequest) -> EventsResponse:
+    catalogue: IdMap = rt.artifacts.need("catalogue")
+    events = req.events
+    now = time.time()
+    unknown = int(np.count_nonzero(catalogue.lookup([e.item_id for e in events]) < 0))
+    online = [
+        OnlineEvent(
+            str(e.user_id), str(e.item_id), e.timestamp if e.timestamp is not None else now, e.event_type == SKIP_EVENT
+        )
+        for e in events
+        if e.event_type in KEPT_ONLINE
+    ]
+    try:
+        await rt.online.append(online)
+    except StoreUnavailable:
+        rt.metrics.online_store_errors.labels("append").inc()
+        raise
+    rt.event_log.write(
+        {
+            "user_id": e.user_id,
+            "item_id": e.item_id,
+            "event_type": e.event_type,
+            "timestamp": e.timestamp if e.timestamp is not None else now,
+            **({"request_id": e.request_id} if e.request_id is not None else {}),
+        }
+        for e in events
+    )
+    counts: dict[str, int] = {}
+    for e in events:
+        counts[e.event_type] = counts.get(e.event_type, 0) + 1
+    for event_type, n in counts.items():
+        rt.metrics.events.labels(event_type).inc(n)
+    if unknown:
+        rt.metrics.events_unknown_items.inc(unknown)
+    return EventsResponse(accepted=len(events), unknown_items=unknown)

@@ -1,0 +1,1 @@
+"""Dynamic pricing per (store, item) from the demand forecaster: see pipeline.py."""

@@ -1,0 +1,1 @@
+"""Dynamic pricing evaluation against the sales generator's known optimum (`python -m training price-eval`)."""
