@@ -11,10 +11,11 @@ DATA ?= data
 ARTIFACTS ?= artifacts
 PYTEST_ARGS ?=
 TRITON_ARGS ?=
+REDIS_ARGS ?=
 MODELS ?= two_tower din tcn intent
 RETRAIN ?=
 
-.PHONY: help setup data models serve triton test bench lint format clean
+.PHONY: help setup data models serve triton redis test bench lint format clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-8s\033[0m %s\n", $$1, $$2}'
@@ -53,6 +54,9 @@ serve: setup ## Build the models if none exist, then start the gateway (embedded
 
 triton: setup ## Start a local Triton (pip, no Docker) over a view of model_repository/ (TRITON_ARGS=...)
 	$(PY) -m serving.triton $(TRITON_ARGS)
+
+redis: setup ## Start a local redis-server on :6379 for SERVING_ONLINE_STORE=redis://127.0.0.1:6379/0 (REDIS_ARGS=...)
+	$(PY) -m serving.runtime.online_store.server $(REDIS_ARGS)
 
 test: setup ## Run the test suite (ruff and the import contracts first)
 	$(VENV)/bin/ruff check .

@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -49,7 +50,8 @@ def bodies(n: int, batch: int, n_items: int, seed: int = 0) -> list[bytes]:
         users = rng.integers(10_000_000, 10_100_000, batch)
         items = 100_000_000 + rng.integers(0, int(n_items / 0.95), batch)  # ~5 % beyond the catalogue
         kinds = KINDS[rng.choice(len(KINDS), batch, p=MIX)]
-        events = [{"user_id": int(u), "item_id": int(i), "event_type": str(k)} for u, i, k in zip(users, items, kinds)]
+        rows = zip(users, items, kinds, strict=True)
+        events = [{"user_id": int(u), "item_id": int(i), "event_type": str(k)} for u, i, k in rows]
         out.append(json.dumps({"events": events}).encode())
     return out
 
@@ -117,12 +119,13 @@ def start_redis(port: int, cores: str) -> subprocess.Popen:
     return proc
 
 
-def run_one(store: str, ns: argparse.Namespace, tmp: Path, pool: list[bytes]) -> dict:
+def run_one(store: str, ns: argparse.Namespace, root: Path, work: Path, pool: list[bytes]) -> dict:
+    """One gateway over root's catalogue, its log and its own log file under work."""
     port = servers.free_port()
-    env = {"SERVING_ONLINE_STORE": store, "SERVING_GRPC_ENABLED": "false", "SERVING_EVENT_LOG": str(tmp / "log")}
+    env = {"SERVING_ONLINE_STORE": store, "SERVING_GRPC_ENABLED": "false", "SERVING_EVENT_LOG": str(work / "log")}
     env["SERVING_ONLINE_TIMEOUT_MS"] = "1000"
     gw = servers.gateway(
-        port, tmp / f"gateway-{port}.log", artifacts=tmp / "artifacts", repository=tmp / "repo", cores=ns.server_cores,
+        port, work / "gateway.log", artifacts=root / "artifacts", repository=root / "repo", cores=ns.server_cores,
         extra_env=env,
     )  # fmt: skip
     gw = dataclasses.replace(gw, ready_url=f"http://127.0.0.1:{port}/healthz")
@@ -130,7 +133,7 @@ def run_one(store: str, ns: argparse.Namespace, tmp: Path, pool: list[bytes]) ->
         base = f"http://127.0.0.1:{port}"
         wait_for_events(base)
         result = asyncio.run(drive(base, pool, ns.batch, ns.seconds, ns.concurrency))
-    lines = sum(len(f.read_text().splitlines()) for f in (tmp / "log").glob("events-*.jsonl"))
+    lines = sum(len(f.read_text().splitlines()) for f in (work / "log").glob("events-*.jsonl"))
     result["log_lines"] = lines
     return result
 
@@ -155,32 +158,38 @@ def main(argv: list[str] | None = None) -> int:
         (tmp / "repo").mkdir()
         for name in ("memory", "redis"):
             (tmp / name).mkdir()
-        results["memory"] = run_one("memory", ns, tmp / "memory", pool)
+        results["memory"] = run_one("memory", ns, tmp, tmp / "memory", pool)
         redis_port = servers.free_port()
         redis = start_redis(redis_port, ns.load_cores)
         try:
-            results["redis"] = run_one(f"redis://127.0.0.1:{redis_port}/0", ns, tmp / "redis", pool)
+            results["redis"] = run_one(f"redis://127.0.0.1:{redis_port}/0", ns, tmp, tmp / "redis", pool)
         finally:
             redis.terminate()
             redis.wait(timeout=15)
     cores = servers.n_cores(ns.server_cores)
     date = dt.date.today().isoformat()
-    rows = [
-        f"| {name} | {r['events_per_s'] / cores:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
-        f"{r['log_lines']:,} of {r['batches'] * ns.batch:,} + warm-up | {'yes' if r['events_per_s'] / cores >= GOAL else 'no'} |"
-        for name, r in results.items()
-    ]  # fmt: skip
+    rows = []
+    for name, r in results.items():
+        rate = r["events_per_s"] / cores
+        rows.append(
+            f"| {name} | {rate:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
+            f"{r['log_lines']:,} of {r['batches'] * ns.batch:,} + warm-up | {'yes' if rate >= GOAL else 'no'} |"
+        )
     text = "\n".join(
         [
             f"# Events ingest, {date}",
             "",
-            f"`python -m bench.events_ingest {' '.join(argv if argv is not None else sys.argv[1:])}` on {cpu_model()}: "
+            f"`{' '.join(['python -m bench.events_ingest', *(argv if argv is not None else sys.argv[1:])])}` on "
+            f"{cpu_model()} ({os.cpu_count()} CPUs): "
             f"gateway on core(s) {ns.server_cores}, load generator and redis-server on core(s) {ns.load_cores}; "
             f"batches of {ns.batch}, {ns.concurrency} concurrent clients, {ns.seconds:g} s per store.",
             "",
             f"| online store | events/s per core | p50 ms / batch | p99 ms / batch | errors | in the log after shutdown | >= {GOAL:,}/s |",  # noqa: E501
             "|---|---|---|---|---|---|---|",
             *rows,
+            "",
+            "p50/p99: client-side latency of one batch in the closed loop (the clients' own queueing included).",
+            "'in the log': lines in the durable event log after the gateway's SIGTERM shutdown.",
             "",
         ]
     )

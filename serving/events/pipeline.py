@@ -10,6 +10,7 @@ nothing.
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import numpy as np
 
@@ -24,6 +25,7 @@ KEPT_ONLINE = POSITIVE_EVENTS | {SKIP_EVENT}
 
 async def ingest(rt: Runtime, req: EventsRequest) -> EventsResponse:
     catalogue: IdMap = rt.artifacts.need("catalogue")
+    rt.event_log.ensure_room()  # before the store: a refused batch leaves no trace anywhere
     events = req.events
     now = time.time()
     unknown = int(np.count_nonzero(catalogue.lookup([e.item_id for e in events]) < 0))
@@ -49,10 +51,7 @@ async def ingest(rt: Runtime, req: EventsRequest) -> EventsResponse:
         }
         for e in events
     )
-    counts: dict[str, int] = {}
-    for e in events:
-        counts[e.event_type] = counts.get(e.event_type, 0) + 1
-    for event_type, n in counts.items():
+    for event_type, n in Counter(e.event_type for e in events).items():
         rt.metrics.events.labels(event_type).inc(n)
     if unknown:
         rt.metrics.events_unknown_items.inc(unknown)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints
 
 from serving.contracts.schemas import ShopId, StrictRequest
 
@@ -14,6 +14,7 @@ MAX_TIMESTAMP = 7_258_118_400.0  # 2200-01-01: the same calendar bound as the sa
 MAX_REQUEST_ID_CHARS = 128
 
 EventType = Literal["view", "click", "cart", "buy", "skip"]  # serving/contracts/events.py EVENT_TYPES
+UnixSeconds = Annotated[float, Strict(), Field(ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False)]  # a JSON number
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REQUEST_ID_CHARS)]
 
 
@@ -21,9 +22,7 @@ class Event(StrictRequest):
     user_id: ShopId
     item_id: ShopId
     event_type: EventType = Field(description="view, click, cart, buy, or skip (shown and ignored / not interested)")
-    timestamp: float | None = Field(
-        None, ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False, description="unix seconds; default: when it arrived"
-    )
+    timestamp: UnixSeconds | None = Field(None, description="unix seconds; default: when it arrived")
     request_id: RequestId | None = Field(None, description="the x-request-id of the answer that showed the item")
 
 

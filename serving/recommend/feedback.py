@@ -41,7 +41,9 @@ class UserContext:
         return np.unique(items.category[np.concatenate([self.history, self.skipped])])
 
 
-async def user_context(rt: Runtime, fs: FeatureStore, user_id: int | str, history: list | None, user: int | None):
+async def user_context(
+    rt: Runtime, fs: FeatureStore, user_id: int | str, history: list | None, user: int | None
+) -> UserContext:
     """The user's history, skips and down-weighted categories from the request, the export and the online store."""
     s = rt.settings
     if history is not None:

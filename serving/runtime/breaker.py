@@ -24,6 +24,7 @@ log = logging.getLogger("serving.breaker")
 
 State = Literal["closed", "open", "half_open"]
 STATE_VALUES: dict[State, int] = {"closed": 0, "half_open": 1, "open": 2}
+PROBE_FAILED = " (probe: still not ready)"
 
 
 class ModelUnavailable(Unavailable):
@@ -97,7 +98,7 @@ class CircuitBreaker:
         if ok:
             self.success()
         else:
-            self.failure(f"{self.last_failure} (probe: still not ready)")
+            self.failure(self.last_failure.removesuffix(PROBE_FAILED) + PROBE_FAILED)
 
     def cancelled(self) -> None:
         """The caller went away (its own deadline): neither a success nor a failure of the model."""

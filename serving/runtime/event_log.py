@@ -46,10 +46,14 @@ class EventLog:
 
     # ---- request path
 
-    def write(self, records: Iterable[Mapping[str, Any]]) -> int:
-        """Buffer the records' lines; -> how many. Raises Unavailable when the disk has refused too much already."""
+    def ensure_room(self) -> None:
+        """Raise Unavailable (503) when the disk has refused too much already: refuse events rather than lose them."""
         if self._pending_bytes > MAX_PENDING_BYTES:
             raise Unavailable("event log cannot be written", retry_after=5, internal=f"{self.folder}: writes failing")
+
+    def write(self, records: Iterable[Mapping[str, Any]]) -> int:
+        """Buffer the records' lines; -> how many."""
+        self.ensure_room()
         chunk = b"".join(orjson.dumps(r) + b"\n" for r in records)
         lines = chunk.count(b"\n")
         self._pending.append(chunk)

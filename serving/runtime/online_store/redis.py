@@ -2,15 +2,17 @@
 gateway processes see each other's events at once.
 
 Keys per user (`<prefix>h:<user>` history, `<prefix>s:<user>` skips): Redis lists of '<unix seconds> <item>'
-entries, oldest first, trimmed to their bound and expiring SERVING_ONLINE_TTL_S after the last write. One
-batch of events is one pipelined round trip (RPUSH + LTRIM + EXPIRE per touched key); one user's read is one
-round trip (two LRANGEs). Every call has SERVING_ONLINE_TIMEOUT_MS; a failure raises `StoreUnavailable`.
+entries, oldest first, trimmed to their bound and expiring SERVING_ONLINE_TTL_S after the last write. A batch
+of events is one server-side script (RPUSH + LTRIM + EXPIRE per touched key: one round trip, atomic, and one
+command for the client to encode instead of three per user); a user's read is one script (both LRANGEs).
+Every call has SERVING_ONLINE_TIMEOUT_MS; a failure raises `StoreUnavailable`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -27,6 +29,19 @@ from serving.runtime.online_store.base import (
 
 PREFIX = "shopserve:"
 
+# ARGV: ttl, then per key: its bound, its entry count n, its n entries.
+_APPEND = """
+local ttl, a = tonumber(ARGV[1]), 2
+for _, key in ipairs(KEYS) do
+  local bound, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  redis.call('RPUSH', key, unpack(ARGV, a + 2, a + 1 + n))
+  redis.call('LTRIM', key, -bound, -1)
+  redis.call('EXPIRE', key, ttl)
+  a = a + 2 + n
+end
+"""
+_READ = "return {redis.call('LRANGE', KEYS[1], 0, -1), redis.call('LRANGE', KEYS[2], 0, -1)}"
+
 
 class RedisStore:
     kind = "redis"
@@ -37,39 +52,32 @@ class RedisStore:
         self._client = aioredis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
         )
+        self._append = self._client.register_script(_APPEND)  # EVALSHA, loaded again if the server lost it
+        self._read = self._client.register_script(_READ)
 
-    def _keys(self, user: str) -> tuple[str, str]:
-        return f"{self.prefix}h:{user}", f"{self.prefix}s:{user}"
-
-    async def _run(self, pipe: aioredis.client.Pipeline) -> list:
+    async def _call(self, coro: Awaitable[Any]) -> Any:
         try:
             async with asyncio.timeout(self.timeout_s * 2):  # connect + command, each bounded by the socket timeout
-                return await pipe.execute()
+                return await coro
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
 
     async def append(self, events: Sequence[OnlineEvent]) -> None:
         if not events:
             return
+        lim = self.limits
         grouped: dict[str, list[bytes]] = {}
         for e in events:
-            grouped.setdefault(self._keys(e.user)[1 if e.skip else 0], []).append(encode(e.timestamp, e.item))
-        lim = self.limits
-        ttl = max(int(lim.ttl_s), 1)
-        pipe = self._client.pipeline(transaction=False)
+            key = f"{self.prefix}{'s' if e.skip else 'h'}:{e.user}"
+            grouped.setdefault(key, []).append(encode(e.timestamp, e.item))
+        args: list[bytes | int] = [max(int(lim.ttl_s), 1)]
         for key, entries in grouped.items():
             bound = lim.skips_max if key.startswith(f"{self.prefix}s:") else lim.history_max
-            pipe.rpush(key, *entries)
-            pipe.ltrim(key, -bound, -1)
-            pipe.expire(key, ttl)
-        await self._run(pipe)
+            args += [bound, len(entries), *entries]
+        await self._call(self._append(keys=list(grouped), args=args))
 
     async def user(self, user: str) -> UserEvents:
-        history_key, skips_key = self._keys(user)
-        pipe = self._client.pipeline(transaction=False)
-        pipe.lrange(history_key, 0, -1)
-        pipe.lrange(skips_key, 0, -1)
-        history, skips = await self._run(pipe)
+        history, skips = await self._call(self._read(keys=[f"{self.prefix}h:{user}", f"{self.prefix}s:{user}"]))
         return UserEvents([decode(e) for e in history], [decode(e) for e in skips])
 
     async def health(self) -> str | None:

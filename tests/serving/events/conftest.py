@@ -1,4 +1,5 @@
-"""A real redis-server for the online-store tests: one per session on a free port (serving/runtime/online_store/server.py)."""
+"""A real redis-server for the online-store tests: one per session, on a free port
+(serving/runtime/online_store/server.py)."""
 
 from __future__ import annotations
 

@@ -80,14 +80,23 @@ BAD = [
     ({"events": [{"user_id": 1, "item_id": True, "event_type": "view"}]}, ["events", 0, "item_id"]),
     ({"events": [{"user_id": 1, "item_id": "", "event_type": "view"}]}, ["events", 0, "item_id"]),
     ({"events": [{"user_id": 1, "item_id": "i1", "event_type": "view", "timestamp": -1}]}, ["events", 0, "timestamp"]),
-    ({"events": [{"user_id": 1, "item_id": "i1", "event_type": "view", "timestamp": 1e12}]}, ["events", 0, "timestamp"]),
-    ({"events": [{"user_id": 1, "item_id": "i1", "event_type": "view", "request_id": ""}]}, ["events", 0, "request_id"]),
+    (
+        {"events": [{"user_id": 1, "item_id": "i1", "event_type": "view", "timestamp": 1e12}]},
+        ["events", 0, "timestamp"],
+    ),
+    (
+        {"events": [{"user_id": 1, "item_id": "i1", "event_type": "view", "request_id": ""}]},
+        ["events", 0, "request_id"],
+    ),
     ({"events": [{"user_id": 1, "item_id": "i1", "event_type": "view", "shop": 1}]}, ["events", 0, "shop"]),
+    ({"events": [{"user_id": 1, "item_id": "i1", "event_type": "view", "timestamp": "1"}]}, ["events", 0, "timestamp"]),
     ({"events": "click"}, ["events"]),
 ]
 
 
-@pytest.mark.parametrize(("body", "loc"), BAD, ids=[".".join(map(str, loc)) + f"-{i}" for i, (_, loc) in enumerate(BAD)])
+@pytest.mark.parametrize(
+    ("body", "loc"), BAD, ids=[".".join(map(str, loc)) + f"-{i}" for i, (_, loc) in enumerate(BAD)]
+)
 def test_bad_events_are_422_naming_the_field(client, body, loc):
     r = client.post("/v1/events", json=body)
     assert r.status_code == 422, r.text

@@ -39,7 +39,9 @@ def test_two_gateways_on_one_redis_see_each_others_events_and_lose_none_at_sigte
             sent += events(cb, {"user_id": "two-proc", "item_id": skipped, "event_type": "skip"})
             assert skipped not in [i["item_id"] for i in top(ca)]  # B's skip, on A
             for n in range(10):  # 1,000 more, half on each
-                batch = [{"user_id": f"u{n}-{j % 9}", "item_id": f"i{j % 45}", "event_type": "view"} for j in range(100)]
+                batch = [
+                    {"user_id": f"u{n}-{j % 9}", "item_id": f"i{j % 45}", "event_type": "view"} for j in range(100)
+                ]
                 sent += events(ca if n % 2 else cb, *batch)
         for gw in (a, b):
             gw.proc.send_signal(signal.SIGTERM)

@@ -25,7 +25,9 @@ async def store(request) -> AsyncIterator:
     if request.param == "memory":
         s = MemoryStore(LIMITS)
     else:  # a fresh key prefix per test: one server, no test sees another's users
-        s = RedisStore(request.getfixturevalue("redis_server").url, LIMITS, timeout_s=1.0, prefix=f"t{next(_prefixes)}:")
+        s = RedisStore(
+            request.getfixturevalue("redis_server").url, LIMITS, timeout_s=1.0, prefix=f"t{next(_prefixes)}:"
+        )
     yield s
     await s.close()
 

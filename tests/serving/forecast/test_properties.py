@@ -1,11 +1,13 @@
 """Every valid forecast input gives finite model inputs and finite advice; the bounds that make it so are enforced.
 
-Property-based (hypothesis) over the request schema's own limits: units and prices up to their maxima,
-unknown days, dates at both ends of the window, any stock, lead time and service level."""
+Property-based (hypothesis, SHOPSERVE_PROPERTY_EXAMPLES cases per property) over the request schema's own
+limits: units and prices up to their maxima, unknown days, dates at both ends of the window, any stock,
+lead time and service level."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import numpy as np
 import pytest
@@ -26,6 +28,7 @@ from serving.forecast.schemas import (
 from tests.serving.forecast.test_source import _store
 
 LEVELS = (0.1, 0.5, 0.9)
+EXAMPLES = int(os.environ.get("SHOPSERVE_PROPERTY_EXAMPLES", "150"))  # the closing figures used 1,000
 units = st.one_of(st.none(), st.floats(0, MAX_UNITS, allow_nan=False))
 prices = st.one_of(st.none(), st.floats(1e-6, MAX_PRICE, allow_nan=False))
 
@@ -43,7 +46,7 @@ def histories(draw) -> SalesHistory:
     return SalesHistory.model_validate(body)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=histories(), item=st.sampled_from([10, 11, 12, 99]))
 def test_any_valid_history_gives_finite_model_inputs(history: SalesHistory, item: int) -> None:
     built = _store().build("s1", item, history)
@@ -60,7 +63,7 @@ def quantile_rows(draw) -> np.ndarray:
     return np.stack([p50 / (1 + spread), p50, p50 * (1 + spread)], axis=1)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(
     q=quantile_rows(),
     stock=st.floats(0, MAX_UNITS),

@@ -44,7 +44,10 @@ def test_a_written_log_loads_into_the_behaviour_schema(tmp_path, caplog):
     assert oracle is None and log.n_events == 5  # the event on an item the catalogue lacks is dropped, counted
     assert "dropped 1 of 6 events on items absent from items.csv" in caplog.text
     assert log.user_ids.tolist() == ["u1", "u2"] and log.catalogue.item_ids.tolist() == ["sku-a", "sku-b", "sku-c"]
-    events = [(int(u), int(i), EVENT_TYPES[e], int(t)) for u, i, e, t in zip(log.user, log.item, log.event, log.timestamp)]
+    events = [
+        (int(u), int(i), EVENT_TYPES[e], int(t))
+        for u, i, e, t in zip(log.user, log.item, log.event, log.timestamp, strict=True)
+    ]
     assert events == [
         (0, 0, "view", 1_700_000_000),
         (0, 2, "cart", 1_700_000_300),
@@ -85,14 +88,17 @@ def test_two_tower_retrains_on_a_gateway_event_log(tmp_path):
     from training.data import behavior
 
     source, _ = behavior.generate(behavior.PROFILES["tiny"], seed=0)
-    kinds = np.array(EVENT_TYPES + ("skip",))[np.where(source.event == 0, np.arange(source.n_events) % 2 * 4, source.event)]
+    kinds = np.array((*EVENT_TYPES, "skip"))[
+        np.where(source.event == 0, np.arange(source.n_events) % 2 * 4, source.event)
+    ]
     records = [
         ev(int(source.user_ids[u]), int(source.catalogue.item_ids[i]), str(k), float(t))
-        for u, i, k, t in zip(source.user, source.item, kinds, source.timestamp)
+        for u, i, k, t in zip(source.user, source.item, kinds, source.timestamp, strict=True)
     ]
     write_log(tmp_path / "log", [records[::2], records[1::2]], max_bytes=1 << 18)
     cat = source.catalogue
-    items = "item_id,category_id\n" + "".join(f"{i},{c}\n" for i, c in zip(cat.item_ids, cat.category))
+    items = "item_id,category_id\n" + "".join(f"{i},{c}\n" for i, c in zip(cat.item_ids, cat.category, strict=True))
     (tmp_path / "log" / "items.csv").write_text(items)
-    assert main(["train", "two_tower", "--profile", "tiny", "--data", str(tmp_path / "log"), "--out", str(tmp_path / "out"), "--max-epochs", "1"]) == 0  # fmt: skip
+    args = ["--profile", "tiny", "--data", str(tmp_path / "log"), "--out", str(tmp_path / "out"), "--max-epochs", "1"]
+    assert main(["train", "two_tower", *args]) == 0
     assert (tmp_path / "out" / "checkpoints" / "two_tower.pt").is_file()
