@@ -17,6 +17,12 @@ class Clock:
         return self.now
 
 
+def _fail(b: CircuitBreaker, times: int, why: str = "timeout") -> None:
+    for _ in range(times):
+        b.before_call()
+        b.failure(why)
+
+
 def _breaker(clock: Clock, changes: list) -> CircuitBreaker:
     return CircuitBreaker(
         "din", failures_to_open=3, reset_s=0.5, clock=clock, on_change=lambda n, a, b: changes.append((a, b))
@@ -26,14 +32,10 @@ def _breaker(clock: Clock, changes: list) -> CircuitBreaker:
 def test_opens_after_failures_in_a_row_and_fails_fast() -> None:
     clock, changes = Clock(), []
     b = _breaker(clock, changes)
-    for _ in range(2):
-        b.before_call()
-        b.failure("unreachable")
+    _fail(b, 2, "unreachable")
     b.before_call()
     b.success()  # a success in between resets the count
-    for _ in range(3):
-        b.before_call()
-        b.failure("unreachable")
+    _fail(b, 3, "unreachable")
     assert b.state == "open" and changes == [("closed", "open")]
     with pytest.raises(ModelUnavailable, match="circuit open after: unreachable"):
         b.before_call()
@@ -42,9 +44,7 @@ def test_opens_after_failures_in_a_row_and_fails_fast() -> None:
 def test_half_open_lets_one_probe_through_and_closes_on_success() -> None:
     clock, changes = Clock(), []
     b = _breaker(clock, changes)
-    for _ in range(3):
-        b.before_call()
-        b.failure("timeout")
+    _fail(b, 3, "timeout")
     clock.now = 0.6
     b.before_call()  # the probe
     assert b.state == "half_open"
@@ -58,9 +58,7 @@ def test_half_open_lets_one_probe_through_and_closes_on_success() -> None:
 def test_a_failed_probe_opens_again_for_another_reset_period() -> None:
     clock, changes = Clock(), []
     b = _breaker(clock, changes)
-    for _ in range(3):
-        b.before_call()
-        b.failure("timeout")
+    _fail(b, 3, "timeout")
     clock.now = 0.6
     b.before_call()
     b.failure("still down")
@@ -76,9 +74,7 @@ def test_a_failed_probe_opens_again_for_another_reset_period() -> None:
 def test_a_cancelled_probe_frees_the_probe_slot() -> None:
     clock, changes = Clock(), []
     b = _breaker(clock, changes)
-    for _ in range(3):
-        b.before_call()
-        b.failure("x")
+    _fail(b, 3, "x")
     clock.now = 1.0
     b.before_call()
     b.cancelled()

@@ -109,9 +109,8 @@ def setup(tmp_path: Path):
     return tmp_path, start
 
 
-async def test_triton_killed_under_load_degrades_then_recovers(setup) -> None:
-    root, start = setup
-    server = start()
+def _gateway_over(server: TritonServer, root: Path):
+    """The gateway app on the Triton backend, with the default model budget and breakers."""
     s = Settings(
         backend="triton",
         triton_url=server.grpc_url,
@@ -119,7 +118,13 @@ async def test_triton_killed_under_load_degrades_then_recovers(setup) -> None:
         artifacts=root / "artifacts",
         grpc_enabled=False,
     )
-    app = create_app(s)
+    return create_app(s)
+
+
+async def test_triton_killed_under_load_degrades_then_recovers(setup) -> None:
+    root, start = setup
+    server = start()
+    app = _gateway_over(server, root)
     try:
         async with g.serve(app) as client, Shoppers(client) as shoppers:
             await asyncio.sleep(1.5)
@@ -149,14 +154,7 @@ async def test_triton_killed_under_load_degrades_then_recovers(setup) -> None:
 async def test_triton_frozen_answers_degrade_within_the_budget(setup) -> None:
     root, start = setup
     server = start()
-    s = Settings(
-        backend="triton",
-        triton_url=server.grpc_url,
-        model_repository=root / "model_repository",
-        artifacts=root / "artifacts",
-        grpc_enabled=False,
-    )
-    app = create_app(s)
+    app = _gateway_over(server, root)
     try:
         async with g.serve(app) as client, Shoppers(client) as shoppers:
             await asyncio.sleep(1.0)
