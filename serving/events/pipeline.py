@@ -24,16 +24,16 @@ KEPT_ONLINE = POSITIVE_EVENTS | {SKIP_EVENT}
 
 
 async def ingest(rt: Runtime, req: EventsRequest) -> EventsResponse:
-    catalogue: IdMap = rt.artifacts.need("catalogue")
+    # The item ids of the recommend capability's feature tables: one copy of the catalogue for both.
+    catalogue: IdMap = rt.artifacts.need("features").items.ids
     rt.event_log.ensure_room()  # before the store: a refused batch leaves no trace anywhere
     events = req.events
     now = time.time()
+    stamps = [e.timestamp if e.timestamp is not None else now for e in events]
     unknown = int(np.count_nonzero(catalogue.lookup([e.item_id for e in events]) < 0))
     online = [
-        OnlineEvent(
-            str(e.user_id), str(e.item_id), e.timestamp if e.timestamp is not None else now, e.event_type == SKIP_EVENT
-        )
-        for e in events
+        OnlineEvent(str(e.user_id), str(e.item_id), t, e.event_type == SKIP_EVENT)
+        for e, t in zip(events, stamps, strict=True)
         if e.event_type in KEPT_ONLINE
     ]
     try:
@@ -46,10 +46,10 @@ async def ingest(rt: Runtime, req: EventsRequest) -> EventsResponse:
             "user_id": e.user_id,
             "item_id": e.item_id,
             "event_type": e.event_type,
-            "timestamp": e.timestamp if e.timestamp is not None else now,
+            "timestamp": t,
             **({"request_id": e.request_id} if e.request_id is not None else {}),
         }
-        for e in events
+        for e, t in zip(events, stamps, strict=True)
     )
     for event_type, n in Counter(e.event_type for e in events).items():
         rt.metrics.events.labels(event_type).inc(n)

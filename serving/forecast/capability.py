@@ -16,7 +16,7 @@ from serving.runtime.registry import (
     Loaded,
     Missing,
     Models,
-    read_artifact,
+    load_present,
 )
 from serving.runtime.settings import Settings
 
@@ -24,10 +24,9 @@ from serving.runtime.settings import Settings
 def load(ctx: LoadContext) -> Loaded:
     path = ctx.file("forecast.file", SALES_FILE)
     section = ctx.section("forecast")
-    if path.is_file() and section is not None:
-        return {"forecast": read_artifact(path, StoredSales.load, path, section)}
-    why = "not found" if not path.is_file() else "has no forecast section in the manifest"
-    return {"forecast": Missing(f"{path} {why} ({BUILD_HINT})")}
+    if path.is_file() and section is None:
+        return {"forecast": Missing(f"{path} has no forecast section in the manifest ({BUILD_HINT})")}
+    return {"forecast": load_present(path, StoredSales.load, path, section)}
 
 
 def check(parts: Mapping[str, Any], models: Models, settings: Settings) -> list[str]:

@@ -9,25 +9,19 @@ from serving.intent import pipeline
 from serving.intent.codec import METADATA_FILE, IntentCodec
 from serving.intent.schemas import IntentRequest, IntentResponse
 from serving.runtime.registry import (
-    BUILD_HINT,
     Capability,
     Endpoint,
     LoadContext,
     Loaded,
-    Missing,
     Models,
-    read_artifact,
+    load_present,
 )
 from serving.runtime.settings import Settings
 
 
 def load(ctx: LoadContext) -> Loaded:
     s = ctx.settings
-    if (s.artifacts / METADATA_FILE).is_file():
-        return {
-            "intent": read_artifact(s.artifacts / METADATA_FILE, IntentCodec.load, s.artifacts, s.handoff_threshold)
-        }
-    return {"intent": Missing(f"{s.artifacts / METADATA_FILE} not found ({BUILD_HINT})")}
+    return {"intent": load_present(s.artifacts / METADATA_FILE, IntentCodec.load, s.artifacts, s.handoff_threshold)}
 
 
 def check(parts: Mapping[str, Any], models: Models, settings: Settings) -> list[str]:

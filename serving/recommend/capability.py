@@ -10,14 +10,12 @@ from serving.recommend.features import ITEMS_FILE, FeatureStore
 from serving.recommend.retrieval import Retriever
 from serving.recommend.schemas import RankRequest, RankResponse, RecommendRequest, RecommendResponse
 from serving.runtime.registry import (
-    BUILD_HINT,
     Capability,
     Endpoint,
     LoadContext,
     Loaded,
-    Missing,
     Models,
-    read_artifact,
+    load_present,
 )
 from serving.runtime.settings import Settings
 
@@ -26,25 +24,19 @@ INDEX_FILE = "retrieval/items.faiss"
 
 def load(ctx: LoadContext) -> Loaded:
     s = ctx.settings
-    items = s.artifacts / ITEMS_FILE
-    if items.is_file():
-        features: Any = read_artifact(items.parent, FeatureStore.load, s.artifacts)
-    else:
-        features = Missing(f"{items} not found ({BUILD_HINT})")
     index_path = ctx.file("retrieval.file", INDEX_FILE)
-    if index_path.is_file():
-        tuned = ctx.section("retrieval.index_params") or {}
-        retriever: Any = read_artifact(
+    tuned = ctx.section("retrieval.index_params") or {}
+    return {
+        "features": load_present(s.artifacts / ITEMS_FILE, FeatureStore.load, s.artifacts),
+        "retriever": load_present(
             index_path,
             Retriever.load,
             index_path,
             nprobe=s.nprobe or tuned.get("nprobe"),
             ef_search=s.ef_search or tuned.get("ef_search"),
             gpu=s.faiss_gpu,
-        )
-    else:
-        retriever = Missing(f"{index_path} not found ({BUILD_HINT})")
-    return {"features": features, "retriever": retriever}
+        ),
+    }
 
 
 def check(parts: Mapping[str, Any], models: Models, settings: Settings) -> list[str]:

@@ -75,6 +75,13 @@ def read_artifact(path: Path, load: Callable[..., Any], *args: Any, **kwargs: An
         raise ValueError(f"{path}: cannot be loaded ({type(exc).__name__}: {exc}); re-run `python -m export`") from exc
 
 
+def load_present(path: Path, load: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`read_artifact` when `path` exists, else Missing naming the file and how to build it."""
+    if not path.is_file():
+        return Missing(f"{path} not found ({BUILD_HINT})")
+    return read_artifact(path, load, *args, **kwargs)
+
+
 def artifact_roots(settings: Settings) -> dict[str, Path]:
     return {"artifacts": settings.artifacts.resolve(), "model_repository": settings.model_repository.resolve()}
 

@@ -205,11 +205,8 @@ class Runtime:
         try:
             async with asyncio.timeout(self.settings.model_budget_s):
                 outputs = await backend.infer(model, inputs)
-        except (Overloaded, ShuttingDown, ModelNotLoaded, ValueError):
-            breaker.cancelled()
-            raise
-        except asyncio.CancelledError:
-            breaker.cancelled()
+        except (Overloaded, ShuttingDown, ModelNotLoaded, ValueError, asyncio.CancelledError):
+            breaker.cancelled()  # shed, never deployed, bad input or the caller gone: says nothing of the model
             raise
         except TimeoutError as exc:
             why = f"no answer within {self.settings.model_budget_s * 1e3:g} ms"
