@@ -404,3 +404,9 @@ class FakeSeries:
             units, end = [u or 0.0 for u in history.units][-7:], history.end_date
         units = [0.0] * (7 - len(units)) + units
         return ForecastInputs({"past_units": np.array([units], np.float32)}, end + dt.timedelta(days=1))
+
+
+def build_gateway_files(root: Path) -> Path:
+    """The tiny models (root/model_repository) and their artifacts (root/artifacts); -> root."""
+    build_artifacts(root / "artifacts", build_repository(root / "model_repository"))
+    return root

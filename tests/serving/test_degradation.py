@@ -38,10 +38,7 @@ class FailingBackend(EmbeddedBackend):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("degrade")
-    repo = g.build_repository(root / "model_repository")
-    g.build_artifacts(root / "artifacts", repo)
-    return root
+    return g.build_gateway_files(tmp_path_factory.mktemp("degrade"))
 
 
 def _client(built, down: set[str], **kw) -> tuple[TestClient, FailingBackend]:

@@ -20,10 +20,7 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gw")
-    repo = g.build_repository(root / "model_repository")
-    g.build_artifacts(root / "artifacts", repo)
-    return root
+    return g.build_gateway_files(tmp_path_factory.mktemp("gw"))
 
 
 def settings_for(root, **kw) -> Settings:

@@ -19,10 +19,7 @@ pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio(loop_scope="module")]
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("events-grpc")
-    repo = g.build_repository(root / "model_repository")
-    g.build_artifacts(root / "artifacts", repo)
-    return root
+    return g.build_gateway_files(tmp_path_factory.mktemp("events-grpc"))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

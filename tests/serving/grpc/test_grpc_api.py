@@ -70,10 +70,7 @@ class SlowBackend(EmbeddedBackend):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("grpc")
-    repo = g.build_repository(root / "model_repository")
-    g.build_artifacts(root / "artifacts", repo)
-    return root
+    return g.build_gateway_files(tmp_path_factory.mktemp("grpc"))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
