@@ -4,7 +4,8 @@ In one run on one machine, servers pinned to `--server-cores` and the load gener
 1. the naive peer (bench/baseline), 2. the gateway with its embedded backend, 3. the gateway over a local
 Triton, each driven by bench/locustfile.py's storefront mix with the step load (a discarded warm-up run,
 then `repeats` measured runs; every figure is their median); micro-batching on vs off at a fixed 32 users;
-4. Triton alone (DIN, user tower, BERT) at fixed concurrency; then the micro-benchmarks (bench/micro.py).
+4. Triton alone (DIN, user tower, BERT) at fixed concurrency; the compute bound of the mix on the same request
+bodies (bench/bound.py); then the micro-benchmarks (bench/micro.py).
 Raw output goes to bench/results/raw/<time>/ (not committed), the report (markdown + PNG plots + a JSON
 summary) to bench/results/<machine>-<date>.* (bench/report.py).
 """
@@ -61,7 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
     p.add_argument("--repository", type=Path, default=ROOT / "model_repository")
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
-    p.add_argument("--parts", default="naive,embedded,batching,triton,micro", help="what to run (comma list)")
+    p.add_argument(
+        "--parts", default="naive,embedded,latency,batching,triton,bound,micro", help="what to run (comma list)"
+    )
     p.add_argument("--slo-p99-ms", type=float, default=50.0, help="latency objective of the step load")
     p.add_argument("--server-cores", default="0", help="taskset list for the servers")
     p.add_argument("--load-cores", default="1", help="taskset list for locust and the Triton client")
@@ -207,21 +210,22 @@ class Run:
         self.meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         (self.raw / "meta.json").write_text(json.dumps(self.meta, indent=1, default=str) + "\n")
 
-    def plan(self, steps: tuple[int, ...] | None = None, step_s: float | None = None, warmup: float | None = None):
+    def plan(self, steps: tuple[int, ...] | None = None, step_s: float | None = None, mix: str | None = None):
         p = self.profile
         return LoadPlan(
             steps=steps or p.steps,
             step_s=step_s or p.step_s,
-            warmup_s=p.warmup_s if warmup is None else warmup,
+            warmup_s=p.warmup_s,
             slo_p99_ms=self.ns.slo_p99_ms,
             # a fixed-load run must run its one step to the end, whatever its latency
             stop_after_miss=1 if steps is None else 99,
+            mix=mix or LoadPlan.mix,
         )
 
     def series(self, group: str, name: str, host: str, plan: LoadPlan) -> list[LoadResult]:
         """A discarded warm-up run, then `repeats` measured runs of `plan` against `host`."""
         out_dir = self.raw / group / name
-        warm = LoadPlan((8,), self.profile.warmup_run_s, 0.0, plan.slo_p99_ms, stop_after_miss=99)
+        warm = LoadPlan((8,), self.profile.warmup_run_s, 0.0, plan.slo_p99_ms, stop_after_miss=99, mix=plan.mix)
         run_load(host, out_dir / "warmup", warm, payloads=self.payloads, cores=self.ns.load_cores)
         results = []
         for i in range(self.repeats):
@@ -288,13 +292,24 @@ def phase_embedded(run: Run) -> None:
         run.series("load", "gateway_embedded", _host(s), run.plan())
 
 
+def phase_latency(run: Run) -> None:
+    """Every endpoint, /v1/price included, at one user: each endpoint's own latency, without queueing."""
+    p = run.profile
+    with _gateway(run, "gateway_latency") as s:
+        say(f"gateway (latency per endpoint) ready in {s.startup_s:.1f} s; 1 user for {p.fixed_s:.0f} s")
+        run.meta["commands"]["server gateway_latency"] = s.command_line
+        mix = "recommend=25,intent=25,forecast=25,price=25"
+        run.series("latency", "endpoints", _host(s), run.plan((1,), p.fixed_s, mix=mix))
+
+
 def phase_batching(run: Run) -> None:
+    """Intent messages only: the endpoint where batching pays on a CPU (BERT rows), on vs off at a fixed load."""
     p = run.profile
     for name, env in (("batching_on", {"SERVING_BATCHING": "true"}), ("batching_off", {"SERVING_BATCHING": "false"})):
         with _gateway(run, name, env) as s:
-            say(f"gateway ({name}) ready in {s.startup_s:.1f} s; {p.fixed_users} users for {p.fixed_s:.0f} s")
+            say(f"gateway ({name}) ready in {s.startup_s:.1f} s; intent, {p.fixed_users} users for {p.fixed_s:.0f} s")
             run.meta["commands"][f"server {name}"] = s.command_line
-            run.series("fixed", name, _host(s), run.plan((p.fixed_users,), p.fixed_s))
+            run.series("fixed", name, _host(s), run.plan((p.fixed_users,), p.fixed_s, mix="intent=100"))
 
 
 def _start_triton(run: Run, attempts: int = 2) -> tuple[servers.Server, servers.TritonPorts]:
@@ -354,6 +369,19 @@ def _triton_version(http_port: int) -> str:
         return "unknown"
 
 
+def phase_bound(run: Run) -> None:
+    threads = servers.n_cores(run.ns.server_cores)
+    cmd = [sys.executable, "-m", "bench.bound", "--payloads", str(run.payloads), "--out", str(run.raw)]
+    cmd += ["--artifacts", str(run.ns.artifacts.resolve()), "--repository", str(run.ns.repository.resolve())]
+    cmd += ["--threads", str(threads), "--seconds", str(max(1.0, 4 * run.profile.micro_seconds))]
+    cmd = servers.pinned(cmd, run.ns.server_cores)
+    run.meta["commands"]["bound"] = shlex.join(cmd)
+    run.note_load("bound")
+    say("compute bound: the mix's model, index and tokenizer work on the load test's bodies, no server")
+    env = {**os.environ, **servers.thread_env(run.ns.server_cores)}
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+
+
 def phase_micro(run: Run) -> None:
     p = run.profile
     threads = servers.n_cores(run.ns.server_cores)
@@ -383,8 +411,10 @@ def short_error(exc: BaseException) -> str:
 PHASES = {
     "naive": phase_naive,
     "embedded": phase_embedded,
+    "latency": phase_latency,
     "batching": phase_batching,
     "triton": phase_triton,
+    "bound": phase_bound,
     "micro": phase_micro,
 }
 

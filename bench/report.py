@@ -33,8 +33,11 @@ SYSTEMS = {
 }
 GOALS = {
     "throughput": ">= 3x the naive peer's throughput at p99 <= SLO",
-    "batching": ">= 1.5x throughput with micro-batching at 32 users",
-    "overhead": "<= 1 ms p50 gateway overhead over the models' own time",
+    "efficiency": ">= 80 % of the measured compute bound (the mix's model, index and tokenizer time)",
+    "overhead_embedded": "<= 0.5 ms p50 time outside the model and index stages, every endpoint (embedded)",
+    "overhead": "<= 1 ms p50 gateway overhead over Triton alone",
+    "batching": ">= 1.5x intent throughput with micro-batching at 32 users",
+    "tail": "p99 at 1 user <= 2x its p50 (gateway, embedded)",
     "faiss": "recall@200 >= 0.95 at >= 5x exact search speed, 1M items",
 }
 
@@ -161,7 +164,11 @@ def summarise(raw: Path) -> dict[str, Any]:
     micro = {name: _read_csv(raw / "micro" / f"{name}.csv") for name in ("din", "bert", "faiss")}
     quality_path = raw / "micro" / "bert_quality.json"
     micro["bert_quality"] = json.loads(quality_path.read_text()) if quality_path.is_file() else {}
-    summary = {"meta": meta, "load": load, "fixed": fixed, "triton_direct": direct, "micro": micro}
+    latency = summarise_series(_runs(raw / "latency" / "endpoints"))
+    bound_path = raw / "bound.json"
+    bound = json.loads(bound_path.read_text()) if bound_path.is_file() else {}
+    summary = {"meta": meta, "load": load, "fixed": fixed, "triton_direct": direct, "micro": micro, "bound": bound}
+    summary["latency"] = latency["endpoints_low_load"] if latency["runs"] else {}
     summary["overhead"] = overhead(summary)
     summary["goals"] = goals(summary, float(meta.get("slo_p99_ms", 50.0)))
     return summary
@@ -216,6 +223,24 @@ def goals(s: dict[str, Any], slo: float) -> dict[str, dict[str, Any]]:
             "text": text,
             "met": bool(ratio >= 3) if not math.isnan(ratio) else None,
         }
+    bound = (s.get("bound") or {}).get("bound_rps")
+    if emb and bound:
+        eff = emb["best_rps"] / bound
+        out["efficiency"] = {
+            "measured": eff,
+            "text": f"{100 * eff:.0f} % ({_f(emb['best_rps'], 0)} of {_f(bound, 0)} req/s)",
+            "met": bool(eff >= 0.8),
+        }
+    ib = s.get("overhead", {}).get("in_band")
+    if ib:
+        worst = max(v["overhead_ms"] for v in ib.values())
+        parts = ", ".join(f"{k} {_f(v['overhead_ms'], 2)} ms" for k, v in ib.items())
+        out["overhead_embedded"] = {"measured": worst, "text": parts, "met": bool(worst <= 0.5)}
+    one = next((c for c in (emb or {}).get("curve", []) if c["users"] == 1), None)
+    if one and one["p50_ms"] > 0:
+        ratio = one["p99_ms"] / one["p50_ms"]
+        text = f"{_x(ratio)} (p50 {_f(one['p50_ms'], 2)} ms, p99 {_f(one['p99_ms'], 2)} ms)"
+        out["tail"] = {"measured": ratio, "text": text, "met": bool(ratio <= 2)}
     on, off = s["fixed"].get("batching_on"), s["fixed"].get("batching_off")
     if on and off:
         ratio = on["rps"] / off["rps"] if off["rps"] > 0 else math.nan
@@ -379,7 +404,8 @@ def render_markdown(s: dict[str, Any], plots: dict[str, str]) -> str:
     if "latency" in plots:
         lines += [f"![p99 latency vs throughput]({plots['latency']})", ""]
     lines += ["Per step (median over runs):", "", curve_tables(s), ""]
-    lines += batching_section(s) + overhead_section(s) + direct_section(s) + micro_sections(s, plots)
+    lines += latency_section(s) + bound_section(s) + batching_section(s) + overhead_section(s) + direct_section(s)
+    lines += micro_sections(s, plots)
     lines += setup_section(s)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -389,6 +415,56 @@ def _mixes(s: dict[str, Any]) -> Iterable[str]:
         mix = (s["meta"].get("mix") or {}).get(name)
         if mix:
             yield ", ".join(f"{k} {v:g} %" for k, v in mix.items())
+
+
+def latency_section(s: dict[str, Any]) -> list[str]:
+    lat = s.get("latency") or {}
+    head = ["## Latency per endpoint at one user (gateway, embedded)", ""]
+    if not lat:
+        return [*head, "Not measured in this run.", ""]
+    rows = [
+        (k, _f(v["p50_ms"], 2), _f(v["p99_ms"], 2), _f(v["model_p50_ms"], 2), _f(v["overhead_p50_ms"], 2))
+        for k, v in lat.items()
+    ]
+    cols = ("endpoint", "p50 ms", "p99 ms", "model + index stages p50 ms", "outside them p50 ms")
+    return [
+        *head,
+        "One closed-loop user sending recommend, intent, forecast and price requests in equal shares.",
+        "",
+        md_table(cols, rows),
+        "",
+    ]
+
+
+def bound_section(s: dict[str, Any]) -> list[str]:
+    b = s.get("bound") or {}
+    head = ["## The compute bound: the models', index's and tokenizer's own time", ""]
+    if not b.get("endpoints"):
+        return [*head, "Not measured in this run.", ""]
+    rows = [
+        (name, _f(e["mean_ms"], 3), _f(e["p50_ms"], 3), _f(e["rps_one_core"], 0), e["requests"])
+        for name, e in b["endpoints"].items()
+    ]
+    emb = s["load"].get("gateway_embedded", {}).get("best_rps")
+    mix = ", ".join(f"{k} {v:g}" for k, v in (b.get("mix") or {}).items())
+    lines = [
+        *head,
+        f"`python -m bench.bound` on the load test's request bodies, one request at a time on {b.get('threads', 1)} "
+        f"thread(s), no server: user tower + FAISS + DIN per recommendation, tokenizer + "
+        f"{b.get('intent_model', 'BERT')} per message, the TCN per forecast. Features are built untimed with the "
+        "gateway's own code.",
+        "",
+        md_table(("endpoint", "mean ms per request", "p50 ms", "req/s on one core", "request bodies"), rows),
+        "",
+    ]
+    if b.get("bound_rps"):
+        eff = (
+            f"; the gateway's {_f(emb, 0)} req/s at the objective is {100 * emb / b['bound_rps']:.0f} % of it"
+            if emb
+            else ""
+        )
+        lines += [f"Bound of the mix ({mix}): **{_f(b['bound_rps'], 0)} req/s** on one core{eff}.", ""]
+    return lines
 
 
 def batching_section(s: dict[str, Any]) -> list[str]:
@@ -401,13 +477,18 @@ def batching_section(s: dict[str, Any]) -> list[str]:
     ]
     ratio = on["rps"] / off["rps"] if off["rps"] else math.nan
     return [
-        f"## Micro-batching on vs off ({on['users']} users, gateway with embedded backend)",
+        f"## Micro-batching on vs off ({on['users']} users, {_fixed_mix(s)}, gateway with embedded backend)",
         "",
         md_table(("micro-batching", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"), rows),
         "",
         f"Throughput ratio on/off: {_x(ratio)}.",
         "",
     ]
+
+
+def _fixed_mix(s: dict[str, Any]) -> str:
+    mix = (s["meta"].get("mix") or {}).get("batching_on") or {}
+    return ", ".join(f"{k} {v:g} %" for k, v in mix.items()) or "storefront mix"
 
 
 def overhead_section(s: dict[str, Any]) -> list[str]:

@@ -27,6 +27,7 @@ from fastapi import FastAPI
 from serving.capabilities import discover
 from serving.http import admin, health, models
 from serving.http.errors import install_error_handlers
+from serving.http.fastpath import FastPath, capability_routes
 from serving.http.middleware import BodyLimitMiddleware, RequestContextMiddleware, TimeoutMiddleware
 from serving.http.routes import capability_router
 from serving.runtime.backends.base import InferenceBackend
@@ -78,12 +79,16 @@ def create_app(
     app.state.runtime = runtime
     app.state.grpc = None  # the GrpcServer once started; .port is the bound port
     install_error_handlers(app, runtime.metrics)
-    # Added innermost first: a request meets RequestContext, then BodyLimit, then Timeout.
+    served = capability_router(caps)
+    for router in (health.router, models.router, admin.router, served):
+        app.include_router(router)
+    # Added innermost first: a request meets RequestContext, then BodyLimit, then Timeout, then the fast path
+    # of the capability endpoints (everything it does not take goes on to FastAPI's routing).
+    endpoints = [e for cap in caps for e in cap.endpoints]
+    app.add_middleware(FastPath, runtime=runtime, endpoints=capability_routes(served.routes, endpoints))
     app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout_s, metrics=runtime.metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, metrics=runtime.metrics)
     app.add_middleware(RequestContextMiddleware, runtime=runtime)
-    for router in (health.router, models.router, admin.router, capability_router(caps)):
-        app.include_router(router)
     return app
 
 

@@ -74,8 +74,9 @@ class RequestContextMiddleware:
             self.rt.metrics.inflight.dec()
             route = scope.get("route")
             label = getattr(route, "path", "unmatched")
-            self.rt.metrics.requests.labels(label, scope["method"], str(status)).inc()
-            self.rt.metrics.request_seconds.labels(label, scope["method"]).observe(time.perf_counter() - t0)
+            m = self.rt.metrics
+            m.child(m.requests, label, scope["method"], str(status)).inc()
+            m.child(m.request_seconds, label, scope["method"]).observe(time.perf_counter() - t0)
 
 
 class BodyLimitMiddleware:

@@ -7,17 +7,19 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel
+from fastapi import APIRouter, Response
 
 from serving.http.deps import ERRORS, RuntimeDep
 from serving.runtime.registry import Capability, Endpoint
 from serving.runtime.runtime import Runtime
 
 
-def _route(endpoint: Endpoint) -> Callable[..., Awaitable[BaseModel]]:
-    async def route(req: Any, rt: Runtime) -> BaseModel:
-        return await endpoint.handle(rt, req)
+def _route(endpoint: Endpoint) -> Callable[..., Awaitable[Response]]:
+    async def route(req: Any, rt: Runtime) -> Response:
+        answer = await endpoint.handle(rt, req)
+        # The answer is the response model already: written to JSON once by pydantic-core, where FastAPI
+        # would dump it to a dict, validate that again and encode it (response_model stays for the docs).
+        return Response(answer.__pydantic_serializer__.to_json(answer), media_type="application/json")
 
     # FastAPI reads the body model and the dependency from the signature.
     params = [

@@ -1,6 +1,7 @@
 """The uvicorn server `python -m serving` runs: a drain that starts at the signal, and a header-read timeout.
 
-`GatewayServer` is a `uvicorn.Server` whose SIGTERM/SIGINT handler also calls `on_exit` on the event loop
+`GatewayServer` is a `uvicorn.Server` that freezes what start-up built out of the garbage collector's view,
+and whose SIGTERM/SIGINT handler also calls `on_exit` on the event loop
 (loop.call_soon_threadsafe: the handler runs between two bytecodes of whatever the main thread was doing).
 The app factory passes a function that marks the runtime draining (/readyz 503 at once) and starts the gRPC
 drain, so gRPC drains beside uvicorn's HTTP drain instead of after it; the lifespan shutdown then only waits
@@ -15,6 +16,7 @@ Idle keep-alive connections keep uvicorn's own timeout; slow bodies meet the req
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable
 from types import FrameType
@@ -42,6 +44,13 @@ class GatewayServer(uvicorn.Server):
     async def serve(self, sockets: list | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
+
+    async def startup(self, sockets: list | None = None) -> None:
+        await super().startup(sockets)  # the app's lifespan start-up runs in here: models and tables are loaded
+        # What start-up built lives as long as the process: kept out of the collector's full passes, which
+        # would otherwise walk it all again and again and stall requests for milliseconds each time.
+        gc.collect()
+        gc.freeze()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         first = not self.should_exit

@@ -14,8 +14,6 @@ rank: DIN click probabilities for the candidates the caller brings.
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 
 from serving.contracts.model_specs import DIN, USER_TOWER
@@ -76,7 +74,7 @@ async def recommend(rt: Runtime, req: RecommendRequest) -> RecommendResponse:
     n_explore = explore_slots(s.explore_share, req.k)
     seen_cats = ctx.seen_categories(fs.items) if n_explore else ctx.skipped[:0]
     with timer.stage("retrieval"):
-        scores, found = await asyncio.to_thread(retriever.search, vector, req.candidates, seen, fs.items.blocked)
+        scores, found = await rt.run_blocking(retriever.search, vector, req.candidates, seen, fs.items.blocked)
         keep = found[0] >= 0
         candidates, retrieval_scores = found[0][keep], scores[0][keep].astype(np.float64)
         retrieved = candidates.size

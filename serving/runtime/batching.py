@@ -14,6 +14,11 @@ wait when idle. The queue is bounded in rows: a request that does not fit gets `
 with Retry-After) at once rather than waiting behind an ever longer queue. A request bigger than
 `max_batch_size` is split into chunks that travel like separate requests.
 
+Batching is used where it pays: each batcher carries its model's measured rows -> seconds curve
+(serving/runtime/batch_curve.py, timed after load), and a request whose rows would not run faster paired
+with another (DIN's 200 candidates on a CPU) skips the queue and runs at once, still counted in the batch
+metrics as a batch of one request.
+
 `BatchingBackend` wraps any InferenceBackend with one MicroBatcher per model, so the code above it
 calls `infer` and never knows whether batching happens.
 """
@@ -35,6 +40,8 @@ import numpy as np
 
 from serving.contracts.errors import Overloaded, RequestTimeout, ShuttingDown
 from serving.runtime.backends.base import InferenceBackend, ModelInfo, ReloadResult
+from serving.runtime.backends.repository import warmup_inputs
+from serving.runtime.batch_curve import BatchCurve, measure_curve, shorten
 
 log = logging.getLogger("serving.runtime.batching")
 
@@ -47,9 +54,14 @@ class BatchObserver(Protocol):
     def observe_queue(self, model: str, rows: int, waited_s: float | None = None) -> None: ...
 
 
+def _leading(a: np.ndarray) -> int:
+    shape = a.shape if isinstance(a, np.ndarray) else np.shape(a)  # np.shape is slow on arrays: the hot path
+    return shape[0] if shape else -1
+
+
 def count_rows(inputs: Mapping[str, np.ndarray]) -> int:
     """Rows of a request: the common length of every array's first axis."""
-    lengths = {np.shape(a)[0] if np.ndim(a) else -1 for a in inputs.values()}
+    lengths = {_leading(a) for a in inputs.values()}
     if len(lengths) != 1 or -1 in lengths:
         raise ValueError(f"every input needs the same leading (row) axis, got lengths {sorted(lengths)}")
     rows = lengths.pop()
@@ -102,6 +114,15 @@ class _Pending:
     rows: int
     future: asyncio.Future[Arrays]
     enqueued: float = field(default_factory=time.perf_counter)
+    width: int = 1  # cells per row along the padded axes (tokens, history length): what padding multiplies
+
+    def __post_init__(self) -> None:
+        self.width = max((int(np.prod(a.shape[1:])) for a in self.inputs.values() if a.ndim > 1), default=1)
+
+
+# A batch may spend at most this share of its cells on padding: a long text padded with short ones runs the
+# short ones at the long one's cost (attention masks save no compute), which can undo what batching saves.
+MAX_PADDING = 0.2
 
 
 @dataclass(frozen=True)
@@ -124,6 +145,7 @@ class MicroBatcher:
         pad_value: float = 0,
         observer: BatchObserver | None = None,
         retry_after: int = 1,
+        min_gain: float = 0.0,
     ):
         if params.max_batch_size < 1 or params.max_queue_rows < params.max_batch_size:
             raise ValueError(f"need max_batch_size >= 1 and max_queue_rows >= max_batch_size, got {params}")
@@ -131,6 +153,7 @@ class MicroBatcher:
         self.pad_value, self.observer, self.retry_after = pad_value, observer, retry_after
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
+        self._direct_rows = 0  # rows of requests running outside the queue (batching would not pay)
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(params.concurrency)
         self._active = 0  # batches of this model running now
@@ -138,6 +161,10 @@ class MicroBatcher:
         self._closing = False
         self._task: asyncio.Task | None = None
         self.batches_run = 0
+        self.min_gain = min_gain
+        self._curve: BatchCurve | None = None  # until measured, every request is queued
+        self._pays: dict[int, bool] = {}  # decision per row count, for the current curve
+        self.direct_runs = 0
 
     @property
     def queued_rows(self) -> int:
@@ -152,11 +179,7 @@ class MicroBatcher:
         if self._closing:
             raise ShuttingDown(f"{self.name}: shutting down", retry_after=self.retry_after)
         rows = count_rows(inputs)
-        if self._queued_rows + rows > self.params.max_queue_rows:
-            raise Overloaded(
-                f"{self.name}: queue full ({self._queued_rows} rows waiting, bound {self.params.max_queue_rows})",
-                retry_after=self.retry_after,
-            )
+        self._admit(rows)
         step = self.params.max_batch_size
         chunks = (
             [inputs]
@@ -179,6 +202,57 @@ class MicroBatcher:
             for f in futures:  # abandoned (timeout / client gone): the worker skips cancelled rows
                 f.cancel()
         return parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def _admit(self, rows: int) -> None:
+        """Overloaded when the rows would not fit the bound (queued rows and rows running outside the queue)."""
+        waiting = self._queued_rows + self._direct_rows
+        if waiting + rows > self.params.max_queue_rows:
+            raise Overloaded(
+                f"{self.name}: queue full ({waiting} rows waiting, bound {self.params.max_queue_rows})",
+                retry_after=self.retry_after,
+            )
+
+    @property
+    def curve(self) -> BatchCurve | None:
+        return self._curve
+
+    @curve.setter
+    def curve(self, curve: BatchCurve | None) -> None:
+        self._curve, self._pays = curve, {}
+
+    def pays(self, rows: int) -> bool:
+        """Whether a request of `rows` rows should be queued: its model runs two such requests at least
+        `min_gain` times faster together (measured curve), or nothing is measured yet."""
+        known = self._pays.get(rows)
+        if known is None:
+            known = self._pays[rows] = self._decide(rows)
+        return known
+
+    def _decide(self, rows: int) -> bool:
+        c, size = self._curve, self.params.max_batch_size
+        if c is None or self.min_gain <= 0 or rows > size:  # over a batch: queued in chunks
+            return True
+        if 2 * rows > size:  # two of them do not fit one batch
+            return False
+        gain = c.gain(rows)
+        return gain is None or gain >= self.min_gain
+
+    async def run_now(self, inputs: Mapping[str, np.ndarray], rows: int | None = None) -> Arrays:
+        """A request that batching would not speed up: run at once, counted as a batch of one request."""
+        if self._closing:
+            raise ShuttingDown(f"{self.name}: shutting down", retry_after=self.retry_after)
+        rows = count_rows(inputs) if rows is None else rows
+        self._admit(rows)  # the same bound as queued requests: load is shed the same way
+        self._direct_rows += rows
+        t0 = time.perf_counter()
+        try:
+            outputs = await self.run(inputs)
+        finally:
+            self._direct_rows -= rows
+        self.direct_runs += 1
+        if self.observer is not None:
+            self.observer.observe_batch(self.name, rows, 1, time.perf_counter() - t0)
+        return outputs
 
     async def close(self) -> None:
         """Stop taking requests, run what is queued, wait for running batches."""
@@ -231,17 +305,29 @@ class MicroBatcher:
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
 
     def _take(self) -> list[_Pending]:
+        """The oldest request and, in queue order, those that fit the batch without too much padding; the rest
+        stay queued in order for the next batch."""
         batch: list[_Pending] = []
-        rows, now = 0, time.perf_counter()
-        while self._queue and rows + self._queue[0].rows <= self.params.max_batch_size:
+        kept: deque[_Pending] = deque()
+        rows, cells, width, now = 0, 0, 0, time.perf_counter()
+        while self._queue:
             p = self._queue.popleft()
-            self._queued_rows -= p.rows
             if p.future.done():  # its caller gave up; do not spend model time on it
+                self._queued_rows -= p.rows
+                continue
+            if rows + p.rows > self.params.max_batch_size:
+                self._queue.appendleft(p)
+                break
+            wide = max(width, p.width)
+            if batch and wide * (rows + p.rows) > (cells + p.rows * p.width) / (1 - MAX_PADDING):
+                kept.append(p)  # another length: the next batch
                 continue
             batch.append(p)
-            rows += p.rows
+            rows, cells, width = rows + p.rows, cells + p.rows * p.width, wide
+            self._queued_rows -= p.rows
             if self.observer is not None:
                 self.observer.observe_queue(self.name, self._queued_rows, now - p.enqueued)
+        self._queue.extendleft(reversed(kept))
         self._observe_queue()
         return batch
 
@@ -284,14 +370,17 @@ class BatchingBackend(InferenceBackend):
         queue_max_batches: int = 16,
         observer: BatchObserver | None = None,
         retry_after: int = 1,
+        min_gain: float = 0.0,
     ):
         self.inner = inner
+        self.min_gain = min_gain
         self.kind = inner.kind  # type: ignore[misc]
         self._max_batch, self._max_delay_ms = max_batch_size, max_delay_ms
         self._concurrency, self._queue_batches = concurrency, queue_max_batches
         self._observer, self._retry_after = observer, retry_after
         self._batchers: dict[str, MicroBatcher] = {}
         self._retiring: set[asyncio.Task] = set()
+        self._measured: dict[str, tuple[int, str | None]] = {}  # model -> (version, sha256) its curve is of
 
     def params_for(self, info: ModelInfo) -> BatchParams:
         size = min(self._max_batch or info.max_batch_size, info.max_batch_size)
@@ -313,12 +402,14 @@ class BatchingBackend(InferenceBackend):
             if current is not None and current.params == params:
                 fresh[name] = current
                 continue
+            self._measured.pop(name, None)  # a new batcher: its curve is measured again
             b = MicroBatcher(
                 partial(self.inner.infer, name),
                 params,
                 name=name,
                 observer=self._observer,
                 retry_after=self._retry_after,
+                min_gain=self.min_gain,
             )
             b.start()
             fresh[name] = b
@@ -329,19 +420,42 @@ class BatchingBackend(InferenceBackend):
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
 
+    async def _measure(self) -> None:
+        """The rows -> seconds curve of every model version not measured yet, on its warm-up request (requests
+        arriving meanwhile are queued, as before any curve)."""
+        if self.min_gain <= 0:
+            return
+        for name, b in list(self._batchers.items()):
+            info = self.inner.models().get(name)
+            if info is None or self._measured.get(name) == (info.version, info.sha256):
+                continue
+            try:
+                short = shorten(warmup_inputs(info)[0], {t.name: t.dynamic_axes for t in info.inputs})
+                curve = await measure_curve(partial(self.inner.infer, name), short, b.params.max_batch_size)
+            except Exception as exc:  # a model that fails here fails its requests too; they will say why
+                log.warning("%s: batch curve not measured (%s); every request is queued", name, exc)
+                continue
+            b.curve, self._measured[name] = curve, (info.version, info.sha256)
+            log.info("%s: ms per call by rows %s", name, curve.describe())
+
     async def load(self, models: Sequence[str] | None = None, pins: Mapping[str, int] | None = None) -> None:
         await self.inner.load(models, pins)
         self._sync()
+        await self._measure()
 
     async def reload(self, models: Sequence[str] | None = None, pins: Mapping[str, int] | None = None) -> ReloadResult:
         result = await self.inner.reload(models, pins)
         self._sync()  # no await between the inner swap and this: requests never see a half-swapped state
+        await self._measure()
         return result
 
     async def infer(self, model: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         b = self._batchers.get(model)
         if b is None:  # not batchable, or not loaded (the inner backend says which)
             return await self.inner.infer(model, inputs)
+        rows = count_rows(inputs)
+        if not b.pays(rows):
+            return await b.run_now(inputs, rows)
         return await b.submit(inputs)
 
     def models(self) -> dict[str, ModelInfo]:

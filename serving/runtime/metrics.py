@@ -9,9 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics import MetricWrapperBase
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _ROW_BUCKETS = tuple(float(2**i) for i in range(14))  # 1 .. 8192 rows
@@ -89,19 +91,29 @@ class Metrics:
             "gateway_online_store_errors", "online store calls that failed", ["operation"], registry=r
         )
 
+        self._children: dict[tuple, Any] = {}  # (metric, labels) -> child: bounded by routes, models, codes
+
+    def child(self, metric: MetricWrapperBase, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once: prometheus_client's labels() validates and locks every call."""
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
     # Hooks the micro-batcher calls (kept as plain methods so the batcher does not import prometheus).
     def observe_batch(self, model: str, rows: int, requests: int, seconds: float) -> None:
-        self.batch_rows.labels(model).observe(rows)
-        self.batch_requests.labels(model).observe(requests)
-        self.batch_seconds.labels(model).observe(seconds)
+        self.child(self.batch_rows, model).observe(rows)
+        self.child(self.batch_requests, model).observe(requests)
+        self.child(self.batch_seconds, model).observe(seconds)
 
     def observe_queue(self, model: str, rows: int, waited_s: float | None = None) -> None:
-        self.queue_rows.labels(model).set(rows)
+        self.child(self.queue_rows, model).set(rows)
         if waited_s is not None:
-            self.queue_wait_seconds.labels(model).observe(waited_s)
+            self.child(self.queue_wait_seconds, model).observe(waited_s)
 
 
 class StageTimer:
@@ -120,4 +132,4 @@ class StageTimer:
             dt = time.perf_counter() - t0
             self.ms[name] = round(self.ms.get(name, 0.0) + dt * 1e3, 3)
             if self.metrics is not None:
-                self.metrics.stage_seconds.labels(self.route, name).observe(dt)
+                self.metrics.child(self.metrics.stage_seconds, self.route, name).observe(dt)

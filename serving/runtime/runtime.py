@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from serving.contracts.errors import (
     ModelNotLoaded,
@@ -35,6 +35,7 @@ from serving.runtime.backends.base import InferenceBackend, ModelInfo
 from serving.runtime.backends.repository import pins_from_manifest
 from serving.runtime.batching import BatchingBackend
 from serving.runtime.breaker import STATE_VALUES, CircuitBreaker, ModelUnavailable, State
+from serving.runtime.cpus import run_inline
 from serving.runtime.event_log import EventLog
 from serving.runtime.manifest import ManifestError, load_manifest, verify_manifest
 from serving.runtime.metrics import Metrics
@@ -43,6 +44,7 @@ from serving.runtime.registry import Artifacts, Capability, artifact_roots, chec
 from serving.runtime.settings import Settings
 
 log = logging.getLogger("serving")
+T = TypeVar("T")
 
 
 class Runtime:
@@ -69,6 +71,8 @@ class Runtime:
         self.breakers: dict[str, CircuitBreaker] = {}
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()  # signal-started reloads, referenced until done
+        # Index searches and other short CPU calls: on the loop where a thread hop buys nothing (runtime/cpus.py).
+        self.inline_calls = run_inline(settings.model_calls, on_gpu=False)
         # Live events: per-user online state (memory or Redis) and the durable log; closed last in stop().
         self.online = open_store(settings)
         self.event_log = EventLog(settings.event_log_dir, settings.event_log_max_bytes, settings.event_log_flush_s)
@@ -104,6 +108,7 @@ class Runtime:
                 queue_max_batches=s.queue_max_batches,
                 observer=self.metrics,
                 retry_after=s.retry_after_s,
+                min_gain=s.batch_min_gain,
             )
         self.backend = backend
         await backend.load(s.models, pins_from_manifest(self.manifest))
@@ -182,6 +187,12 @@ class Runtime:
         if self.backend is None:
             raise Unavailable("the gateway is starting")
         return self.backend
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """A short CPU-bound call (an index search): on the event loop or in a worker thread, as decided."""
+        if self.inline_calls:
+            return fn(*args)
+        return await asyncio.to_thread(fn, *args)
 
     def models(self) -> Mapping[str, ModelInfo]:
         """The serving version of every loaded model (empty while starting)."""

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     execution_provider: Provider = Field("auto", description="auto = CUDA when present, else CPU")
     ort_intra_op_threads: int = Field(0, ge=0, description="threads inside one operator; 0 = ORT default")
     ort_inter_op_threads: int = Field(0, ge=0, description="threads across operators; 0 = ORT default")
+    model_calls: Literal["auto", "thread", "inline"] = Field(
+        "auto",
+        description="run model and index calls in worker threads, or on the event loop; auto = inline when the "
+        "process may use one CPU and the models run on it (a thread hop then buys no parallelism, only a hand-off)",
+    )
 
     # Micro-batching (embedded backend; Triton batches on its side)
     batching: bool = Field(True, description="coalesce rows of concurrent requests per model")
@@ -54,6 +59,12 @@ class Settings(BaseSettings):
         None, ge=0, le=1000, description="longest wait for a fuller batch; default: config.pbtxt queue delay"
     )
     batch_concurrency: int = Field(1, ge=1, le=64, description="batches of one model running at the same time")
+    batch_min_gain: float = Field(
+        1.15,
+        ge=0,
+        description="queue a request for batching only where the model's warm-up curve says two such requests run "
+        "at least this much faster together than apart; 0 = always batch",
+    )
     queue_max_batches: int = Field(
         16, ge=1, description="queue bound per model, in full batches; beyond it requests get 503"
     )

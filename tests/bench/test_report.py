@@ -43,6 +43,23 @@ def test_ratios_and_goals(raw: Path) -> None:
     assert "nprobe=16" in g["faiss"]["text"]
 
 
+def test_efficiency_tail_and_in_band_goals(raw: Path) -> None:
+    s = report.summarise(raw)
+    g = s["goals"]
+    # bound: 1 / (0.7 * 2.0 + 0.2 * 3.0 + 0.1 * 1.0 ms) = 476 req/s; the gateway's 300 req/s is 63 % of it
+    assert g["efficiency"]["measured"] == pytest.approx(300 / 476.19, rel=1e-3) and g["efficiency"]["met"] is False
+    worst = max(v["overhead_ms"] for v in s["overhead"]["in_band"].values())
+    assert g["overhead_embedded"]["measured"] == pytest.approx(worst)
+    assert g["overhead_embedded"]["met"] is (worst <= 0.5)
+    one = next(c for c in s["load"]["gateway_embedded"]["curve"] if c["users"] == 1)
+    assert g["tail"]["measured"] == pytest.approx(one["p99_ms"] / one["p50_ms"])
+
+
+def test_bound_section_states_the_bound_and_the_share(raw: Path) -> None:
+    text = "\n".join(report.bound_section(report.summarise(raw)))
+    assert "**476 req/s**" in text and "63 % of it" in text
+
+
 def test_overhead_in_band_from_timings(raw: Path) -> None:
     o = report.summarise(raw)["overhead"]
     assert o["in_band"]["recommend"]["overhead_ms"] == pytest.approx(1.2)

@@ -26,4 +26,5 @@ def make_backend(settings: Settings) -> InferenceBackend:
         inter_op_threads=settings.ort_inter_op_threads,
         workers=max(2, 4 * settings.batch_concurrency),
         warmup=settings.warmup,
+        model_calls=settings.model_calls,
     )

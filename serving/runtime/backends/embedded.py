@@ -3,7 +3,8 @@
 Names, dims, max_batch_size and queue delay come from each config.pbtxt (the same files Triton reads),
 the version from the config's version policy (newest) or a pin from the manifest. The session is
 checked against its config at load (names, dtypes, ranks), so a drifted repository fails at start,
-not on the first request. Sessions run in a thread pool: ORT releases the GIL, the event loop stays free.
+not on the first request. Sessions run in a thread pool (ORT releases the GIL, the event loop stays free),
+or on the event loop itself where a thread hop buys nothing (serving/runtime/cpus.py, SERVING_MODEL_CALLS).
 
 Reload loads and warms the new version beside the serving one, then swaps one dict reference: calls
 already running keep their session object and finish on it.
@@ -31,6 +32,7 @@ from serving.runtime.backends.repository import (
     model_info,
     warmup_inputs,
 )
+from serving.runtime.cpus import run_inline
 from serving.runtime.manifest import sha256_file
 
 log = logging.getLogger("serving.runtime.backends.embedded")
@@ -87,12 +89,15 @@ class EmbeddedBackend(InferenceBackend):
         inter_op_threads: int = 0,
         workers: int = 4,
         warmup: bool = True,
+        model_calls: str = "thread",
     ):
         self.repository = repository
         self._wanted = tuple(models) if models else None
         self._providers = resolve_providers(provider)
         self._intra, self._inter = intra_op_threads, inter_op_threads
         self._warmup = warmup
+        # Decided once: the providers are fixed for the backend's life.
+        self.inline = run_inline(model_calls, on_gpu=self._providers[0] != "CPUExecutionProvider")
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ort")
         self._loaded: dict[str, _Loaded] = {}  # replaced as a whole on reload, never mutated in place
         self._reload_lock = asyncio.Lock()
@@ -179,7 +184,10 @@ class EmbeddedBackend(InferenceBackend):
             raise ModelNotLoaded(model)
         feeds = _feeds(loaded.info, inputs)
         names = loaded.info.output_names
-        outputs = await asyncio.get_running_loop().run_in_executor(self._pool, loaded.session.run, names, feeds)
+        if self.inline:
+            outputs = loaded.session.run(names, feeds)
+        else:
+            outputs = await asyncio.get_running_loop().run_in_executor(self._pool, loaded.session.run, names, feeds)
         return dict(zip(names, outputs, strict=True))
 
     async def warmup(self, model: str) -> float:
