@@ -88,6 +88,8 @@ class Retriever:
         if q.shape[1] != self.dim:
             raise ValueError(f"query dim {q.shape[1]} != index dim {self.dim}")
         b = q.shape[0]
+        if b == 1 and (exclude is None or np.ndim(exclude) == 1):
+            return self._search_one(q, k, exclude, blocked)
         ex = (
             np.full((b, 0), -1, np.int64)
             if exclude is None
@@ -118,6 +120,33 @@ class Retriever:
             scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
             gone = np.pad(gone, ((0, 0), (0, pad)), constant_values=True)
         return np.where(gone, -np.inf, scores).astype(np.float32), np.where(gone, -1, ids).astype(np.int64)
+
+    def _search_one(
+        self, q: np.ndarray, k: int, exclude: np.ndarray | None, blocked: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """search() for the one query of a /v1/recommend request: the same answer with a dozen fewer numpy
+        calls (each costs microseconds; together they cost as much as the search)."""
+        n = self.ntotal
+        ex = np.empty(0, np.int64) if exclude is None else np.asarray(exclude, dtype=np.int64)
+        ex = ex[ex >= 0]
+        fetch = min(n, k + ex.size)
+        while True:
+            scores, ids = self.index.search(q, max(fetch, 1))
+            row, hit = scores[0], ids[0]
+            keep = hit >= 0
+            if ex.size:
+                keep &= ~np.isin(hit, ex)
+            if blocked is not None:
+                keep &= ~blocked[np.maximum(hit, 0)]
+            found = hit[keep][:k]
+            if found.size >= k or fetch >= n:
+                break
+            fetch = min(n, fetch * 2)
+        out_ids = np.full((1, k), -1, np.int64)
+        out_scores = np.full((1, k), -np.inf, np.float32)
+        out_ids[0, : found.size] = found
+        out_scores[0, : found.size] = row[keep][:k]
+        return out_scores, out_ids
 
 
 def _set_param(index: faiss.Index, name: str, value: int) -> None:
