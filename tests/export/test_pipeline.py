@@ -7,11 +7,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from export.models import EXPORTERS
 from export.pbtxt import check_config
 from export.pipeline import run_export
 from serving.contracts.triton_config import parse_config
+from serving.forecast.calibration import TotalsCalibration
 from serving.runtime.manifest import ManifestError, verify_manifest
 from tests.export.tiny_pipeline import export_tiny, save_tiny
 from training.data import behavior, sales
@@ -32,6 +34,15 @@ def test_every_model_with_a_checkpoint_is_exported(exported):
         check_config(parse_config(cfg_path), args.repo / name / "1" / "model.onnx")
     assert (args.artifacts / "models" / "item_tower" / "model.onnx").is_file()
     assert not (args.repo / "item_tower").exists()  # offline model: not served by Triton
+
+
+def test_the_forecast_section_carries_the_checkpoints_totals_calibration(exported):
+    args, _ = exported  # before the versions test below re-saves the TCN checkpoint without one
+    section = verify_manifest(args.artifacts / "manifest.json")["forecast"]
+    ck = torch.load(args.checkpoints / "tcn.pt", weights_only=True)
+    assert section["totals_calibration"] == ck["extra"]["totals_calibration"]
+    cal = TotalsCalibration.from_dict(section["totals_calibration"])
+    assert cal.horizon == section["horizon"] and list(cal.base_levels) == section["quantiles"]
 
 
 def test_manifest_verifies_and_describes_retrieval(exported):

@@ -11,6 +11,7 @@ import torch
 
 from export.models import EXPORTERS
 from export.pipeline import ExportArgs, run_export
+from serving.forecast.calibration import TotalsCalibration
 from serving.forecast.features import FeatureSpec
 from training.checkpoint import config_from_dict, save_checkpoint
 from training.data import behavior, sales
@@ -52,7 +53,12 @@ def tiny_tcn(panel: SalesPanel) -> tuple[dict[str, Any], dict[str, Any]]:
         "horizon": spec.horizon,
         "context_days": spec.context_days,
     }
-    return config, {"feature_spec": spec.to_dict()}
+    # As training writes it: the period-total calibration (here scores that widen the summed P10-P90 by half).
+    scores = [[-1.5, -0.6, 0.0, 0.6, 1.5, 2.0]] * spec.horizon
+    calibration = TotalsCalibration(
+        (0.1, 0.3, 0.5, 0.7, 0.9, 0.95), tuple(range(1, spec.horizon + 1)), scores, (0.1, 0.5, 0.9)
+    )
+    return config, {"feature_spec": spec.to_dict(), "totals_calibration": calibration.to_dict()}
 
 
 def export_tiny(root: Path) -> tuple[ExportArgs, dict[str, Any]]:

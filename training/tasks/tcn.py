@@ -14,7 +14,12 @@ Loss, in scaled units: pinball loss summed over P10/P50/P90 + squared error of t
 Evaluation on the last 28 days (forecast made on the last history day, with the test days' price,
 promo and calendar as known covariates), against seasonal naive (lag 7) and the generator's true
 expected demand (oracle): WRMSSE (M5, point forecast = the mean head), MASE (point forecast = P50,
-the MAE-optimal one), P10-P90 coverage and weighted quantile loss. Writes
+the MAE-optimal one), P10-P90 coverage and weighted quantile loss (training/tasks/tcn_metrics.py).
+
+Period totals: after early stopping, the calibration of 7..28-day demand totals the reorder advice uses
+(serving/forecast/calibration.py) is fitted on forecasts from weekly origins inside the validation
+window, scored against validation sales only, and stored in the checkpoint (export puts it in the
+manifest); the report gives the test coverage of the totals before and after it. Writes
 artifacts/checkpoints/tcn.pt and artifacts/reports/tcn.json, and prints a markdown table.
 """
 
@@ -28,21 +33,22 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from serving.forecast.calibration import TotalsCalibration
 from serving.forecast.features import FeatureSpec, panel_calendar, shift_ids, take_windows, window_features
-from serving.forecast.replenishment import period_demand_quantiles
-from training.checkpoint import save_checkpoint
+from training.checkpoint import save_checkpoint, training_source
 from training.common import progress, set_seed, torch_device
 from training.data.fingerprints import sales_fingerprint
 from training.data.sales import PROFILES as SALES_PROFILES
 from training.data.sales import generate, load_dir, split_last_days
 from training.data.schema import SalesPanel
-from training.metrics.forecast import interval_coverage, mase, seasonal_naive, weighted_quantile_loss, wrmsse
+from training.forecast.calibration import coverage_table, fit_totals_calibration
 from training.models.tcn import TCNConfig, TCNForecaster
-from training.report import format_table, write_report
+from training.report import write_report
 from training.tasks.base import EarlyStopping, TrainArgs
+from training.tasks.tcn_metrics import HORIZON, evaluate, results_table
 
-HORIZON = 28
 MIN_OBS = 28  # observed days before an origin for it to be trained or validated on (a stable scale)
+VALID_ORIGIN_STEP = 7  # days between the validation origins the period-total calibration is fitted at
 INPUT_NAMES = ("past_features", "future_features", "series_scale", "store_ids", "category_ids")
 OUTPUT_NAMES = ("quantiles", "mean")
 
@@ -234,74 +240,32 @@ def validation_loss(
     return total / max(count, 1.0)
 
 
-def hierarchy(panel: SalesPanel) -> dict[str, np.ndarray]:
-    """The M5 aggregation levels this panel has: total, store, category, store x category, item, series."""
-    n_cat = int(panel.category.max()) + 1
-    return {
-        "total": np.zeros(panel.n_series, dtype=np.int64),
-        "store": panel.store.astype(np.int64),
-        "category": panel.category.astype(np.int64),
-        "store_category": panel.store.astype(np.int64) * n_cat + panel.category,
-        "item": panel.item.astype(np.int64),
-        "series": np.arange(panel.n_series),
-    }
-
-
-def evaluate(
-    history: SalesPanel, test: SalesPanel, quantiles: np.ndarray, mean: np.ndarray, levels: tuple[float, ...]
-) -> dict:
-    """Test metrics for the TCN, seasonal naive and (when known) the oracle. -> report dict with rows."""
-    actual, hist = test.units, history.units
-    lv = hierarchy(history)
-    med = quantiles[..., levels.index(0.5)]
-    naive = seasonal_naive(hist, HORIZON, m=7)
-
-    def point(fc: np.ndarray) -> dict[str, float]:
-        w = wrmsse(actual, fc, hist, history.price, lv)
-        return {"wrmsse": w["wrmsse"], "mase": mase(actual, fc, hist, m=7), "levels": w}
-
-    methods = {"seasonal naive (lag 7)": point(naive), "TCN": point(mean)}
-    methods["TCN"]["mase"] = point(med)["mase"]  # MASE scores the median, the MAE-optimal point
-    methods["TCN"]["wrmsse_p50"] = point(med)["wrmsse"]
-    lo_i, hi_i = levels.index(min(levels)), levels.index(max(levels))
-    methods["TCN"]["coverage_p10_p90"] = interval_coverage(actual, quantiles[..., lo_i], quantiles[..., hi_i])
-    methods["TCN"]["wql"] = weighted_quantile_loss(actual, quantiles, levels)
-    if test.expected is not None:
-        methods["oracle (true expected demand)"] = point(np.nan_to_num(test.expected))
-    base = methods["seasonal naive (lag 7)"]["wrmsse"]
-    for m in methods.values():
-        m["wrmsse_vs_naive"] = 1.0 - m["wrmsse"] / base
-    return {"methods": methods, "lead_time_coverage": lead_time_coverage(actual, quantiles, levels)}
-
-
-def lead_time_coverage(actual: np.ndarray, quantiles: np.ndarray, levels: tuple[float, ...]) -> dict:
-    """P10-P90 coverage of total demand over the first L test days under the replenishment rule's ways
-    of combining daily quantiles (rho = 1: summed quantiles, 0: independent days, 0.5: in between)."""
-    seen = np.isfinite(actual).all(axis=1)
-    lv = np.asarray(levels)
-    out = {}
-    for days in (7, 14, 28):
-        total = actual[seen, :days].sum(axis=1)
-        for rho in (0.0, 0.5, 1.0):
-            q = period_demand_quantiles(quantiles[seen], np.full(int(seen.sum()), float(days)), lv, rho, HORIZON)
-            out[f"{days}d_rho{rho:g}"] = interval_coverage(total, q[:, 0], q[:, -1])
-    return out
-
-
-def results_table(report: dict) -> str:
-    """Markdown table of the test metrics (the README's quality table)."""
-    rows = [
-        {
-            "method": name,
-            "WRMSSE": m["wrmsse"],
-            "vs naive": f"{m['wrmsse_vs_naive']:+.1%}",
-            "MASE": m["mase"],
-            "P10-P90 coverage": f"{m['coverage_p10_p90']:.1%}" if "coverage_p10_p90" in m else "-",
-            "wQL": f"{m['wql']:.3f}" if "wql" in m else "-",
-        }
-        for name, m in report["methods"].items()
-    ]
-    return format_table(rows, floatfmt="{:.3f}")
+def calibrate_totals(
+    model: TCNForecaster,
+    data: PanelArrays,
+    history: SalesPanel,
+    t_train: int,
+    spec: FeatureSpec,
+    device: str,
+    batch: int,
+) -> TotalsCalibration:
+    """The period-total calibration, fitted on forecasts from origins inside the validation split (its
+    first day - 1, then weekly) against validation sales only: the test days stay unseen. Forecasts go
+    through the exported forward(), so the calibration fits what is served."""
+    t_hist, n = history.n_days, history.n_series
+    ok = np.flatnonzero(data.first_obs + MIN_OBS - 1 <= t_train - 1)
+    daily, actual, usable = [], [], []
+    for origin in range(t_train - 1, t_hist - 1, VALID_ORIGIN_STEP):  # 4 origins for a 28-day split
+        q, _ = predict(model, data, origin, spec, device, batch)
+        act = np.full((n, spec.horizon), np.nan)
+        seen = history.units[:, origin + 1 : min(origin + 1 + spec.horizon, t_hist)]
+        act[:, : seen.shape[1]] = seen
+        daily.append(q[ok])
+        actual.append(act[ok])
+        usable.append(np.full(ok.size, seen.shape[1]))
+    return fit_totals_calibration(
+        np.concatenate(daily), np.concatenate(actual), np.concatenate(usable), model.cfg.quantiles
+    )
 
 
 def load_panel(args: TrainArgs, prof: TCNProfile) -> SalesPanel:
@@ -388,8 +352,9 @@ def run(args: TrainArgs) -> dict:
     stopper.restore(model)
     train_s = time.perf_counter() - t_start
 
+    calibration = calibrate_totals(model, full_data, history, t_train, spec, device, prof.eval_batch)
     quantiles, mean = predict(model, full_data, t_hist - 1, spec, device, prof.eval_batch)
-    report = evaluate(history, test, quantiles, mean, cfg.quantiles)
+    report = evaluate(history, test, quantiles, mean, cfg.quantiles, calibration)
     report.update(
         profile=args.profile,
         seed=args.seed,
@@ -398,6 +363,7 @@ def run(args: TrainArgs) -> dict:
             "n_days": panel.n_days,
             "source": str(args.data_dir or f"generated:{prof.data}"),
         },
+        calibration_n_totals={f"{d}d": calibration.n_fit[d - 1] for d in (1, 7, 14, 28)},
         receptive_field_days=cfg.receptive_field,
         parameters=sum(p.numel() for p in model.parameters()),
         best_epoch=stopper.best_epoch + 1,
@@ -418,6 +384,7 @@ def run(args: TrainArgs) -> dict:
         state_dict=model.state_dict(),
         metrics=metrics,
         data_fingerprint=sales_fingerprint(panel),
+        data_source=training_source("sales", args.data_dir, args.profile, args.seed, sales_fingerprint(panel)),
         extra={
             "feature_spec": spec.to_dict(),
             "scaling": "series_scale = 1 + mean observed units of the last scale_days up to the origin; "
@@ -425,10 +392,12 @@ def run(args: TrainArgs) -> dict:
             "input_names": list(INPUT_NAMES),
             "output_names": list(OUTPUT_NAMES),
             "quantile_levels": list(cfg.quantiles),
+            "totals_calibration": calibration.to_dict(),  # served by /v1/forecast's advice (export: manifest)
             "profile": args.profile,
         },
     )
     path = write_report(args.out_dir, "tcn", report)
     print(results_table(report))
+    print(coverage_table(report["lead_time_coverage"]))
     print(f"[tcn] report {path}; checkpoint {args.checkpoint_dir / 'tcn.pt'}", file=sys.stderr)
     return report
