@@ -35,11 +35,12 @@ def parse_args(argv: list[str] | None = None) -> ExportArgs:
     p.add_argument("--models", nargs="+", choices=sorted(SPECS), default=[], help="only these (default: all trained)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     p.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto")
-    p.add_argument("--data", type=Path, default=None, help="behaviour data dir of training")
+    p.add_argument("--data", type=Path, default=None, help="behaviour data dir (default: what the checkpoint records)")
     p.add_argument("--profile", default=None, help="generated data profile (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sales-data", type=Path, default=None, help="sales data dir of the TCN's training")
+    p.add_argument("--sales-data", type=Path, default=None, help="sales data dir (default: the TCN checkpoint's)")
     p.add_argument("--sales-profile", default=None, help="generated sales profile (default: the TCN's)")
+    p.add_argument("--intent-data", type=Path, default=None, help="intent train/test CSV dir (default: recorded)")
     p.add_argument("--index", choices=["auto", *KINDS], default="auto", help="FAISS index (auto: by size)")
     p.add_argument("--recall-k", type=int, default=200, help="k of the recall@k measured against exact search")
     p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 intent model")
@@ -61,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> ExportArgs:
         seed=ns.seed,
         sales_data=ns.sales_data,
         sales_profile=ns.sales_profile,
+        intent_data=ns.intent_data,
         index=ns.index,
         recall_k=ns.recall_k,
         int8=ns.int8,

@@ -1,9 +1,10 @@
 """Intent extras: labels and tokenizer for the gateway, the raw-text ensemble for Triton, the int8 model.
 
-intent/intent.json + intent/tokenizer.json (what serving/intent/codec.py reads); model_repository/
+intent/intent.json + intent/tokenizer.json (what serving/intent/codec.py reads), and intent/ood.npz
+when the out-of-scope rule needs fitted statistics (Mahalanobis means and whitening); model_repository/
 intent_tokenizer (Python backend, export/triton_tokenizer.py) and intent_text (ensemble: text ->
-tokenizer -> intent_bert); intent_bert_int8 (dynamic int8, KIND_CPU), with its BANKING77 test accuracy
-and CPU latency against the fp32 model in the report.
+tokenizer -> intent_bert); intent_bert_int8 (dynamic int8, KIND_CPU), with its accuracy on the model's
+own test set and CPU latency against the fp32 model in the report (export/intent_eval.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from export.onnx_export import measure_latency, ort_session, quantize_int8
+from export.intent_eval import evaluate_int8, intent_test_data
+from export.onnx_export import quantize_int8
 from export.pbtxt import check_config, write_config, write_message
 from export.run_state import ExportRun, file_key_of, next_version, prune_versions, row
 from serving.contracts.model_specs import SPECS
@@ -30,7 +32,6 @@ from serving.contracts.triton_config import (
     parse_config,
 )
 from serving.runtime.manifest import sha256_file
-from training.common import progress
 
 INT8_NAME = "intent_bert_int8"
 TOKENIZER_SOURCE = Path(__file__).with_name("triton_tokenizer.py")
@@ -51,6 +52,8 @@ def intent_artifacts(run: ExportRun) -> None:
         raise ValueError(f"{tokenizer}: not the tokenizer the intent model was trained with (sha256 differs)")
     labels = folder / "intent.json"
     body = {k: extra.get(k) for k in ("labels", "temperature", "threshold", "max_len", "tokenizer_sha256")}
+    if extra.get("ood"):
+        body["ood"] = _ood_rule(run, extra["ood"], folder)
     labels.write_text(json.dumps(body, indent=1) + "\n")
     run.files += [tokenizer, labels]
     run.sections["intent"] = {
@@ -62,6 +65,18 @@ def intent_artifacts(run: ExportRun) -> None:
     _raw_text_models(run, tokenizer, int(payload["config"]["max_len"]))
     if args.int8:
         _int8_model(run, payload, info)
+
+
+def _ood_rule(run: ExportRun, ood: Mapping[str, Any], folder: Path) -> dict[str, Any]:
+    """intent.json's "ood" entry; Mahalanobis statistics go to ood.npz beside it (hashed in the manifest)."""
+    rule = {k: ood[k] for k in ("score", "threshold", "target_in_scope_handoff") if k in ood}
+    if ood.get("score") == "mahalanobis":
+        stats = folder / "ood.npz"
+        arrays = {k: np.asarray(ood[k], dtype=np.float32) for k in ("means", "whitening")}
+        np.savez(stats, **arrays)
+        run.files.append(stats)
+        rule["statistics"] = stats.name
+    return rule
 
 
 def _raw_text_models(run: ExportRun, tokenizer: Path, max_len: int) -> None:
@@ -104,6 +119,7 @@ def _int8_model(run: ExportRun, payload: Mapping[str, Any], info: Mapping[str, A
     args = run.args
     spec = replace(SPECS["intent_bert"], name=INT8_NAME)
     version = next_version(run, INT8_NAME, info["checkpoint_sha256"])
+    test, data = intent_test_data(payload, args.intent_data)  # before quantising: a data mismatch stops here
     dest = quantize_int8(info["file"], args.repo / INT8_NAME / str(version) / "model.onnx")
     # Dynamic int8 (MatMulInteger) is a CPU speed-up; CUDA/TensorRT would run it slower than the fp32 model.
     cpu = replace(run.options, gpu=False, accelerator="none")
@@ -111,7 +127,7 @@ def _int8_model(run: ExportRun, payload: Mapping[str, Any], info: Mapping[str, A
     check_config(parse_config(cfg_path), dest, spec.resolve(payload["config"]))
     prune_versions(args.repo / INT8_NAME, args.keep_versions)
     run.files += [dest, cfg_path]
-    evaluation = _evaluate_int8(Path(info["file"]), dest, payload)
+    evaluation = evaluate_int8(Path(info["file"]), dest, payload, test, data)
     run.models[INT8_NAME] = {
         **{k: info[k] for k in ("checkpoint", "checkpoint_sha256", "data_fingerprint", "inputs", "outputs")},
         "max_batch_size": spec.max_batch_size,
@@ -131,33 +147,10 @@ def _int8_model(run: ExportRun, payload: Mapping[str, Any], info: Mapping[str, A
                 "version": version,
                 "exporter": "quantize_dynamic",
                 "MB": round(dest.stat().st_size / 2**20, 2),
-                "parity max err": f"acc {evaluation['int8_accuracy']:.4f} vs {evaluation['fp32_accuracy']:.4f}",
+                "parity max err": "acc n/a (no test data)"
+                if evaluation["int8_accuracy"] is None
+                else f"acc {evaluation['int8_accuracy']:.4f} vs {evaluation['fp32_accuracy']:.4f}",
                 "p50 ms b=1": evaluation["int8_latency_ms"]["1"]["p50_ms"],
             }
         )
     )
-
-
-def _evaluate_int8(fp32: Path, int8: Path, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """BANKING77 test accuracy of both models (ONNX Runtime, CPU) and their latency at batch 1 and 32."""
-    from training.data.intents import load_banking77, load_tokenizer, tokenize
-
-    config = payload["config"]
-    test = load_banking77("test")
-    ids, mask = tokenize(load_tokenizer(int(config["max_len"])), test.texts)
-    order = np.argsort(mask.sum(1), kind="stable")  # similar lengths together: less padding per batch
-    out: dict[str, Any] = {"test_rows": len(test), "data": "BANKING77 test"}
-    for tag, path in (("fp32", fp32), ("int8", int8)):
-        session = ort_session(path)
-        pred = np.empty(len(test), dtype=np.int64)
-        for s in progress(range(0, len(order), 64), desc=f"intent {tag} eval", leave=False):
-            rows = order[s : s + 64]
-            width = int(mask[rows].sum(1).max())
-            logits = session.run(["logits"], {"input_ids": ids[rows, :width], "attention_mask": mask[rows, :width]})[0]
-            pred[rows] = logits.argmax(1)
-        out[f"{tag}_accuracy"] = float((pred == test.label).mean())
-        out[f"{tag}_latency_ms"] = measure_latency(session, SPECS["intent_bert"], config, (1, 32), length=32)
-    out["accuracy_change"] = out["int8_accuracy"] - out["fp32_accuracy"]
-    out["speedup_batch_1"] = out["fp32_latency_ms"]["1"]["p50_ms"] / out["int8_latency_ms"]["1"]["p50_ms"]
-    out["speedup_batch_32"] = out["fp32_latency_ms"]["32"]["p50_ms"] / out["int8_latency_ms"]["32"]["p50_ms"]
-    return out

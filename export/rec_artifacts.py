@@ -3,7 +3,8 @@
 The item tower runs over the catalogue through its exported ONNX file (the vectors the gateway's index
 holds are what the deployable graph computes); recall is measured with user-tower vectors of known
 users as queries. The behaviour log and sales panel are the ones the checkpoints were trained on
-(checked by data fingerprint), generated again from the profile or read from --data / --sales-data.
+(checked by data fingerprint), generated again from the profile or read from the folder the checkpoint
+records (`data_source`), which --data / --sales-data override.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from export import features, retrieval
 from export.onnx_export import ort_session, preferred_providers
 from export.run_state import ExportRun, file_key_of
+from training.checkpoint import recorded_data_dir
 from training.common import progress
 from training.data.fingerprints import behavior_fingerprint, sales_fingerprint
 
@@ -69,7 +71,8 @@ def trained_profile(run: ExportRun, checkpoint: str, override: str | None) -> st
 def retrieval_artifacts(run: ExportRun) -> None:
     args = run.args
     tt = run.payload("two_tower")
-    log = features.behavior_for_export(trained_profile(run, "two_tower", args.profile), args.seed, args.data)
+    data = args.data or recorded_data_dir(tt, "behavior")  # the flag overrides what training recorded
+    log = features.behavior_for_export(trained_profile(run, "two_tower", args.profile), args.seed, data)
     features.check_fingerprint(log, tt.get("data_fingerprint", ""), "the two-tower model")
     config = tt["config"]
     extra = tt.get("extra") or {}
@@ -115,7 +118,7 @@ def sales_artifacts(run: ExportRun) -> None:
     tcn = run.payload("tcn")
     extra = tcn.get("extra") or {}
     profile = trained_profile(run, "tcn", args.sales_profile)
-    panel = features.sales_for_export(profile, args.seed, args.sales_data)
+    panel = features.sales_for_export(profile, args.seed, args.sales_data or recorded_data_dir(tcn, "sales"))
     got = sales_fingerprint(panel)
     if tcn.get("data_fingerprint") and got != tcn["data_fingerprint"]:
         raise ValueError(
@@ -134,5 +137,7 @@ def sales_artifacts(run: ExportRun) -> None:
         "horizon": int(config["horizon"]),
         "feature_spec": extra.get("feature_spec"),
         "quantiles": list(config["quantiles"]),
+        # The advice's calibrated period totals (training/forecast/calibration.py); None from older checkpoints.
+        "totals_calibration": extra.get("totals_calibration"),
     }
     run.sections.setdefault("data", {})["sales"] = got

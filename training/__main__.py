@@ -1,5 +1,7 @@
 """`python -m training train two_tower|din|tcn|intent|all --profile quick|full [--data DIR] [--out DIR]`;
-`python -m training price-eval --profile quick` (training/pricing/evaluate.py)."""
+`python -m training price-eval --profile quick` (training/pricing/evaluate.py);
+`python -m training forecast-eval --profile quick` (training/tasks/tcn_eval.py);
+`python -m training intent-oos --profile quick` (training/tasks/intent_oos.py)."""
 
 from __future__ import annotations
 
@@ -33,6 +35,14 @@ def main(argv: list[str] | None = None) -> int:
         from training.pricing.evaluate import main as price_eval
 
         return price_eval(argv[1:])
+    if argv[:1] == ["forecast-eval"]:  # its own options (training/tasks/tcn_eval.py)
+        from training.tasks.tcn_eval import main as forecast_eval
+
+        return forecast_eval(argv[1:])
+    if argv[:1] == ["intent-oos"]:  # its own options (training/tasks/intent_oos.py)
+        from training.tasks.intent_oos import main as intent_oos
+
+        return intent_oos(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train one model (or all) and write its checkpoint and report")
@@ -44,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--device", default="auto", help="auto|cpu|cuda")
     train.add_argument("--max-epochs", type=int, default=None)
     sub.add_parser("price-eval", help="pricing against the known optimum (see python -m training price-eval -h)")
+    sub.add_parser("forecast-eval", help="coverage of demand totals, replenishment backtest (forecast-eval -h)")
+    sub.add_parser("intent-oos", help="out-of-scope detection with held-out intents (python -m training intent-oos -h)")
     ns = parser.parse_args(argv)
 
     args = TrainArgs(ns.profile, ns.data, ns.out, ns.seed, ns.device, ns.max_epochs)

@@ -2,13 +2,18 @@
 
 A checkpoint holds only weights_only-safe content (tensors, str, int, float, bool, lists, dicts):
 {"model": name, "config": asdict(config), "state_dict": ..., "metrics": ..., "data_fingerprint": ...,
- "extra": ...}. `torch.load(weights_only=True)` reads it, so loading never runs pickled code.
+ "data_source": ..., "extra": ...}. `torch.load(weights_only=True)` reads it, so loading never runs pickled code.
+
+`data_source` says where the training data came from (`data_source(...)` builds it): a folder the data
+was read from, or the generator profile and seed, or a named public set; export reads it back
+(`recorded_data_dir`) so it is not told `--data` / `--sales-data` again. Older checkpoints have none.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,50 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def data_source(
+    kind: str,
+    *,
+    path: str | Path | None = None,
+    name: str | None = None,
+    profile: str | None = None,
+    seed: int | None = None,
+    fingerprint: str = "",
+) -> dict[str, Any]:
+    """Where a model's training data came from. kind: "behavior" | "sales" | "intent"; `path` the folder it
+    was read from (absolute, so export finds it from anywhere), else `name` of a public set (e.g.
+    "banking77") or the generator `profile` and `seed`; `fingerprint` the training.data.fingerprints hash."""
+    return {
+        "kind": kind,
+        "path": str(Path(path).resolve()) if path is not None else None,
+        "name": name,
+        "profile": profile,
+        "seed": seed,
+        "fingerprint": fingerprint,
+    }
+
+
+def training_source(
+    kind: str, data_dir: str | Path | None, profile: str, seed: int, fingerprint: str
+) -> dict[str, Any]:
+    """A training run's data: the folder it read, else the generator's profile and seed."""
+    generated = data_dir is None
+    return data_source(
+        kind,
+        path=data_dir,
+        profile=profile if generated else None,
+        seed=seed if generated else None,
+        fingerprint=fingerprint,
+    )
+
+
+def recorded_data_dir(payload: Mapping[str, Any], kind: str) -> Path | None:
+    """The data folder a checkpoint was trained from (None: generated, a named set, or not recorded)."""
+    source = payload.get("data_source") or {}
+    if source.get("kind") != kind or not source.get("path"):
+        return None
+    return Path(source["path"])
+
+
 def save_checkpoint(
     path: str | Path,
     *,
@@ -36,6 +85,7 @@ def save_checkpoint(
     state_dict: dict[str, torch.Tensor],
     metrics: dict[str, Any] | None = None,
     data_fingerprint: str = "",
+    data_source: Mapping[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     path = Path(path)
@@ -48,6 +98,7 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
         "metrics": _plain(metrics or {}),
         "data_fingerprint": data_fingerprint,
+        "data_source": _plain(dict(data_source or {})),
         "extra": _plain(extra or {}),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -27,10 +27,25 @@ def load(ctx: LoadContext) -> Loaded:
 def check(parts: Mapping[str, Any], models: Models, settings: Settings) -> list[str]:
     codec: IntentCodec | None = parts.get("intent")
     bert = models.get(pipeline.pick_intent_model(settings.intent_model, settings.backend, models))
-    probs = bert.outputs[-1] if bert is not None and bert.outputs else None
-    if codec is None or probs is None or not probs.dims or probs.dims[-1] in (-1, len(codec.meta.labels)):
+    if codec is None or bert is None or not bert.outputs:
         return []
-    return [f"intent model has {probs.dims[-1]} outputs, the metadata {len(codec.meta.labels)} labels"]
+    outputs = {t.name: t for t in bert.outputs}
+    issues = []
+    probs = outputs.get("probs", bert.outputs[-1])
+    if probs.dims and probs.dims[-1] not in (-1, len(codec.meta.labels)):
+        issues.append(f"intent model has {probs.dims[-1]} outputs, the metadata {len(codec.meta.labels)} labels")
+    rule = codec.meta.ood
+    if rule is not None and rule.needs not in outputs:
+        issues.append(f"the out-of-scope score '{rule.score}' needs the intent model output '{rule.needs}'")
+    elif (
+        rule is not None
+        and rule.means is not None
+        and outputs[rule.needs].dims[-1:] not in ((-1,), rule.means.shape[1:])
+    ):
+        issues.append(
+            f"intent model embedding has {outputs[rule.needs].dims[-1]} dims, the OOS statistics {rule.means.shape[1]}"
+        )
+    return issues
 
 
 CAPABILITY = Capability(

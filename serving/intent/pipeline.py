@@ -1,4 +1,4 @@
-"""/v1/intent as a transport-free async function: intent, confidence, top-3 and the hand-off flag.
+"""/v1/intent as a transport-free async function: intent, confidence, top-3, the hand-off flag and its reason.
 
 With the model unavailable at run time (unreachable, past its budget, circuit open) every message is
 handed off to a human, flagged `degraded`: the safe answer for a customer-service queue."""
@@ -46,12 +46,13 @@ async def classify(rt: Runtime, req: IntentRequest) -> IntentResponse:
         with timer.stage("model"):
             outputs = await rt.infer(name, inputs)
             probs = codec.probabilities(outputs)
-            if not np.all(np.isfinite(probs)):
+            ood = codec.ood_scores(outputs, probs)
+            if not np.all(np.isfinite(probs)) or (ood is not None and not np.all(np.isfinite(ood))):
                 raise ModelUnavailable(name, "the model returned values that are not finite numbers")
     except ModelUnavailable as exc:
         # No model, no guess: every message goes to a human, which is always a safe answer.
         rt.metrics.degraded.labels("intent", "handoff").inc()
-        handoff = IntentResult(intent=None, confidence=0.0, top=[], handoff=True)
+        handoff = IntentResult(intent=None, confidence=0.0, top=[], handoff=True, handoff_reason="model_unavailable")
         return IntentResponse(
             results=[handoff] * len(req.all_texts),
             degraded=True,
@@ -60,5 +61,5 @@ async def classify(rt: Runtime, req: IntentRequest) -> IntentResponse:
             timings_ms=timer.ms,
         )
     with timer.stage("decide"):
-        results = [IntentResult(**r) for r in codec.decide(probs)]
+        results = [IntentResult(**r) for r in codec.decide(probs, ood)]
     return IntentResponse(results=results, model_versions={name: model.version}, timings_ms=timer.ms)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -38,6 +38,9 @@ class IntentRequest(StrictRequest):
     )
 
 
+HandoffReason = Literal["out_of_scope", "low_confidence", "handoff_intent", "model_unavailable"]
+
+
 class IntentScore(BaseModel):
     intent: str
     probability: Finite
@@ -48,6 +51,12 @@ class IntentResult(BaseModel):
     confidence: Finite
     top: list[IntentScore] = Field(description="the three most likely intents")
     handoff: bool = Field(description="true: route to a human (low confidence or a sensitive intent)")
+    handoff_reason: HandoffReason | None = Field(
+        None,
+        description="why it is handed off (null when it is not): out_of_scope (like no intent the model was "
+        "trained on), low_confidence (under the calibrated threshold), handoff_intent (an intent always handed "
+        "off), model_unavailable (degraded answer)",
+    )
 
 
 class IntentResponse(BaseModel):

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.checkpoint import save_checkpoint
+from training.checkpoint import save_checkpoint, training_source
 from training.common import progress, set_seed, torch_device
 from training.data.fingerprints import behavior_fingerprint
 from training.data.schema import ID_OFFSET
@@ -283,6 +283,7 @@ def run(args: TrainArgs) -> dict:
             state_dict=model.state_dict(),
             metrics=results["din"],
             data_fingerprint=behavior_fingerprint(log),
+            data_source=training_source("behavior", args.data_dir, args.profile, args.seed, behavior_fingerprint(log)),
             extra={
                 "profile": args.profile,
                 "max_hist": cfg.max_hist,

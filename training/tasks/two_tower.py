@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from training.checkpoint import save_checkpoint
+from training.checkpoint import save_checkpoint, training_source
 from training.common import progress, set_seed, torch_device
 from training.data.fingerprints import behavior_fingerprint
 from training.data.schema import BehaviorLog
@@ -220,6 +220,7 @@ def run(args: TrainArgs) -> dict:
             state_dict=unwrap(ddp).state_dict(),
             metrics=report["metrics"]["two_tower"],
             data_fingerprint=data_fp,
+            data_source=training_source("behavior", args.data_dir, args.profile, args.seed, data_fp),
             extra={
                 "profile": args.profile,
                 "price_bucket_edges": edges,
