@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 import onnxruntime as ort
 
@@ -32,7 +33,6 @@ from bench.inputs import FeatureStore, served_lengths
 from bench.payloads import load_pool
 from serving.contracts.model_specs import DIN, INTENT, INTENT_INT8_NAME, TCN, USER_TOWER
 from serving.recommend.features import din_inputs, user_tower_inputs
-from serving.recommend.retrieval import Retriever
 
 Work = Callable[[], object]
 Feeds = dict[str, np.ndarray]
@@ -85,7 +85,10 @@ class Models:
 
 def recommend_work(m: Models, pool: list[dict[str, Any]]) -> list[Work]:
     fs = FeatureStore.load(m.artifacts)
-    retriever = Retriever.load(m.artifacts / "retrieval" / "items.faiss", **_tuned(m.artifacts))
+    index = faiss.read_index(str(m.artifacts / "retrieval" / "items.faiss"))
+    for name, value in _tuned(m.artifacts).items():  # the search settings export tuned, as the gateway sets them
+        if value is not None and hasattr(faiss.extract_index_ivf(index) if name == "nprobe" else index, name):
+            faiss.ParameterSpace().set_index_parameter(index, name, int(value))
     tower_len = served_lengths(m.repository, USER_TOWER.name).get("hist_item_ids")
     din_len = served_lengths(m.repository, DIN.name).get("hist_item_ids")
     n_tower, n_din = m.n_features(USER_TOWER.name), m.n_features(DIN.name)
@@ -106,15 +109,28 @@ def recommend_work(m: Models, pool: list[dict[str, Any]]) -> list[Work]:
         seen = history if body.get("exclude_seen", True) else history[:0]
         k = int(body.get("candidates", 200))
         # DIN's rows are built here from this request's own candidates, untimed: feature assembly is serving work.
-        _, found = retriever.search(m.run(USER_TOWER.name, tower_in)[0], k, seen, fs.items.blocked)
-        din_in = _contiguous(din_inputs(history, found[0][found[0] >= 0], fs.items, din_len, feats))
-        out.append(partial(_recommend, m, retriever, fs.items.blocked, tower_in, seen, k, din_in))
+        candidates = _search(index, m.run(USER_TOWER.name, tower_in)[0], k, seen, fs.items.blocked)
+        din_in = _contiguous(din_inputs(history, candidates, fs.items, din_len, feats))
+        out.append(partial(_recommend, m, index, fs.items.blocked, tower_in, seen, k, din_in))
     return out
+
+
+def _search(index: faiss.Index, vector: np.ndarray, k: int, seen: np.ndarray, blocked: np.ndarray | None) -> np.ndarray:
+    """The index work of a recommendation: one FAISS search for k + |seen| (normalised query), the seen and
+    blocked items dropped, the first k kept (the gateway widens the search in the rare case that is short)."""
+    q = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
+    q /= max(float(np.linalg.norm(q)), 1e-12)
+    _, ids = index.search(q, min(index.ntotal, k + seen.size))
+    hit = ids[0][ids[0] >= 0]
+    keep = ~np.isin(hit, seen)
+    if blocked is not None:
+        keep &= ~blocked[hit]
+    return hit[keep][:k]
 
 
 def _recommend(
     m: Models,
-    retriever: Retriever,
+    index: faiss.Index,
     blocked: np.ndarray | None,
     tower_in: Feeds,
     seen: np.ndarray,
@@ -122,7 +138,7 @@ def _recommend(
     din_in: Feeds,
 ) -> None:
     vector = m.run(USER_TOWER.name, tower_in)[0]
-    retriever.search(vector, k, seen, blocked)
+    _search(index, vector, k, seen, blocked)
     m.run(DIN.name, din_in)
 
 
