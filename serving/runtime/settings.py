@@ -60,10 +60,11 @@ class Settings(BaseSettings):
     )
     batch_concurrency: int = Field(1, ge=1, le=64, description="batches of one model running at the same time")
     batch_min_gain: float = Field(
-        1.15,
+        1.3,
         ge=0,
         description="queue a request for batching only where the model's warm-up curve says two such requests run "
-        "at least this much faster together than apart; 0 = always batch",
+        "at least this much faster together than apart (a batch may be a fifth padding: smaller gains are lost to "
+        "it, bench/results); 0 = always batch",
     )
     queue_max_batches: int = Field(
         16, ge=1, description="queue bound per model, in full batches; beyond it requests get 503"
