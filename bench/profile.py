@@ -140,6 +140,11 @@ def stop_child(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def _commit() -> str:
+    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=servers.ROOT, capture_output=True, text=True)
+    return r.stdout.strip() or "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
     p.add_argument("--label", required=True, help="name of the result files, e.g. before / after")
@@ -186,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# Gateway profile: {ns.label}",
         "",
         f"Command: `python -m bench.profile {' '.join(sys.argv[1:] if argv is None else argv)}`; "
-        f"{ns.users} users for {ns.seconds:.0f} s, gateway on core(s) {ns.server_cores} under py-spy "
+        f"git {_commit()}; {ns.users} users for {ns.seconds:.0f} s, gateway on core(s) {ns.server_cores} under py-spy "
         f"({ns.rate} samples/s, on-CPU only), {time.strftime('%Y-%m-%d %H:%M')}.",
         f"Load during the sampled run: {step.get('rps', 0):.0f} req/s, p50 {step.get('p50_ms', 0):.1f} ms, "
         f"p99 {step.get('p99_ms', 0):.1f} ms (py-spy itself slows the gateway a little).",
