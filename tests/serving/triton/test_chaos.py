@@ -99,6 +99,21 @@ def _first_healthy_after(shoppers: Shoppers, t: float) -> float | None:
     )
 
 
+async def _back_after_freeze(server, start, shoppers: Shoppers, t_cont: float, limit_s: float = 10.0):
+    """-> (when Triton was back, the server). The pip tritonserver sometimes exits after a freeze instead of
+    restarting the Python-backend stubs that missed their heartbeat (1 run in 3 here, before and after the
+    gateway's hot-path work). A Deployment would start it again; so does the test, and then the gateway must
+    serve again by itself, which is what is asserted."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and _first_healthy_after(shoppers, t_cont) is None:
+        if not server.running:
+            await asyncio.to_thread(server.stop)  # reap it; the shoppers go on meanwhile
+            server = await asyncio.to_thread(start)
+            return time.monotonic(), server
+        await asyncio.sleep(0.1)
+    return t_cont, server
+
+
 @pytest.fixture
 def setup(tmp_path: Path):
     require_tritonserver()
@@ -166,10 +181,11 @@ async def test_triton_frozen_answers_degrade_within_the_budget(setup) -> None:
             await asyncio.sleep(3.0)
             t_cont = time.monotonic()
             os.killpg(server.pid, signal.SIGCONT)
-            await _until_healthy(shoppers, t_cont)
+            t_back, server = await _back_after_freeze(server, start, shoppers, t_cont)
+            await _until_healthy(shoppers, t_back)
         frozen = _summary("frozen", shoppers.between(t_stop + 0.05, t_cont))
-        recovery = _first_healthy_after(shoppers, t_cont)
-        print(f"recovery after SIGCONT: {recovery} s")
+        recovery = _first_healthy_after(shoppers, t_back)
+        print(f"recovery after Triton was back: {recovery} s (restarted: {t_back != t_cont})")
         assert 504 not in frozen["statuses"] and frozen["ok_share"] >= 0.99, frozen
         assert frozen["degraded_share"] >= 0.9
         assert recovery is not None
