@@ -27,6 +27,7 @@ from tests.serving.triton.helpers import require_tritonserver
 pytestmark = [pytest.mark.triton, pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.asyncio]
 
 USERS = [101, 102, 103, 104, 105]
+THINK_S = 0.02
 
 
 class Shoppers:
@@ -49,12 +50,13 @@ class Shoppers:
                 route = "recommend"
             body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
             if body.get("fallback"):  # a user without history: no model answers it, so not part of the measure
-                await asyncio.sleep(0)
+                await asyncio.sleep(THINK_S)
                 continue
             took = time.perf_counter() - t0
             self.log.append((time.monotonic(), route, r.status_code, bool(body.get("degraded")), took))
-            # In process nothing on a degraded answer's way waits on a socket: let the test itself run too.
-            await asyncio.sleep(0)
+            # A shopper's think time. In process there is no network: a flat-out loop of 1 ms degraded answers
+            # would starve the co-located Triton of CPU (and the test's own coroutine), not test the gateway.
+            await asyncio.sleep(THINK_S)
 
     async def __aenter__(self):
         self.tasks = [asyncio.ensure_future(self._one(k)) for k in range(self.n)]
