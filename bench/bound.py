@@ -29,7 +29,7 @@ import numpy as np
 import onnxruntime as ort
 
 from bench.checks import DEFAULT_MIX, parse_mix
-from bench.inputs import FeatureStore, served_lengths
+from bench.inputs import FeatureStore, contiguous, served_lengths
 from bench.payloads import load_pool
 from serving.contracts.model_specs import DIN, INTENT, INTENT_INT8_NAME, TCN, USER_TOWER
 from serving.recommend.features import din_inputs, user_tower_inputs
@@ -102,7 +102,7 @@ def recommend_work(m: Models, pool: list[dict[str, Any]]) -> list[Work]:
             history = fs.users.history(user)
         else:
             continue  # the popularity fallback: no model work
-        tower_in = _contiguous(
+        tower_in = contiguous(
             user_tower_inputs(history, fs.items, tower_len, fs.user_features(user, n_tower) if n_tower else None)
         )
         feats = fs.user_features(user, n_din) if n_din else None
@@ -110,7 +110,7 @@ def recommend_work(m: Models, pool: list[dict[str, Any]]) -> list[Work]:
         k = int(body.get("candidates", 200))
         # DIN's rows are built here from this request's own candidates, untimed: feature assembly is serving work.
         candidates = _search(index, m.run(USER_TOWER.name, tower_in)[0], k, seen, fs.items.blocked)
-        din_in = _contiguous(din_inputs(history, candidates, fs.items, din_len, feats))
+        din_in = contiguous(din_inputs(history, candidates, fs.items, din_len, feats))
         out.append(partial(_recommend, m, index, fs.items.blocked, tower_in, seen, k, din_in))
     return out
 
@@ -146,10 +146,6 @@ def _tuned(artifacts: Path) -> dict[str, Any]:
     manifest = json.loads((artifacts / "manifest.json").read_text())
     params = manifest.get("retrieval", {}).get("index_params") or {}
     return {"nprobe": params.get("nprobe"), "ef_search": params.get("ef_search")}
-
-
-def _contiguous(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: np.ascontiguousarray(v) for k, v in arrays.items()}
 
 
 def intent_work(m: Models, pool: list[dict[str, Any]]) -> list[Work]:

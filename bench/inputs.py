@@ -23,6 +23,7 @@ from serving.recommend.features import FeatureStore, UserTable, din_inputs, user
 __all__ = [
     "FeatureStore",
     "IntentTexts",
+    "contiguous",
     "din_request",
     "served_lengths",
     "typical_user",
@@ -74,13 +75,13 @@ def _user_tower_row(fs: FeatureStore, user: int, n_features: int, max_hist: int 
     return user_tower_inputs(_users(fs).history(user), fs.items, max_hist, feats)
 
 
-def _contiguous(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def contiguous(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v) for k, v in arrays.items()}
 
 
 def user_tower_request(fs: FeatureStore, n_features: int, max_hist: int | None = None) -> dict[str, np.ndarray]:
     """The typical user's user-tower row, as the gateway builds it."""
-    return _contiguous(_user_tower_row(fs, typical_user(fs), n_features, max_hist))
+    return contiguous(_user_tower_row(fs, typical_user(fs), n_features, max_hist))
 
 
 def user_tower_batch(
@@ -108,7 +109,7 @@ def din_request(
     user = typical_user(fs)
     candidates = np.random.default_rng(seed).integers(0, len(fs.items), size=rows)
     feats = fs.user_features(user, n_features) if n_features else None
-    return _contiguous(din_inputs(_users(fs).history(user), candidates, fs.items, max_hist, feats))
+    return contiguous(din_inputs(_users(fs).history(user), candidates, fs.items, max_hist, feats))
 
 
 class IntentTexts:

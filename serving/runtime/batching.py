@@ -174,11 +174,13 @@ class MicroBatcher:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.name}")
 
-    async def submit(self, inputs: Mapping[str, np.ndarray], timeout: float | None = None) -> Arrays:
+    async def submit(
+        self, inputs: Mapping[str, np.ndarray], timeout: float | None = None, rows: int | None = None
+    ) -> Arrays:
         """Queue a request's rows; -> its rows of every output. Overloaded when the queue is full."""
         if self._closing:
             raise ShuttingDown(f"{self.name}: shutting down", retry_after=self.retry_after)
-        rows = count_rows(inputs)
+        rows = count_rows(inputs) if rows is None else rows
         self._admit(rows)
         step = self.params.max_batch_size
         chunks = (
@@ -456,7 +458,7 @@ class BatchingBackend(InferenceBackend):
         rows = count_rows(inputs)
         if not b.pays(rows):
             return await b.run_now(inputs, rows)
-        return await b.submit(inputs)
+        return await b.submit(inputs, rows=rows)
 
     def models(self) -> dict[str, ModelInfo]:
         return self.inner.models()

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.training.test_intent_task import TINY_PROFILE, _write_split, tiny_encoder  # noqa: F401 (fixture)
+from tests.training.test_intent_task import TINY_PROFILE, tiny_encoder, tiny_intent_args  # noqa: F401 (fixture)
 from training.data.schema import IntentDataset
 from training.metrics.ood import (
     Mahalanobis,
@@ -16,7 +16,6 @@ from training.metrics.ood import (
     msp_score,
     threshold_at_handoff,
 )
-from training.tasks.base import TrainArgs
 from training.tasks.intent_oos import rescore, restrict, run_oos, split_classes
 
 
@@ -67,13 +66,7 @@ def test_held_out_classes_are_seeded_and_relabelled():
 
 
 def test_oos_evaluation_end_to_end(tmp_path, tiny_encoder, monkeypatch):  # noqa: F811
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    rng = np.random.default_rng(0)
-    data = tmp_path / "data"
-    data.mkdir()
-    _write_split(data / "train.csv", 24, rng)
-    _write_split(data / "test.csv", 10, rng)
-    args = TrainArgs(profile="quick", data_dir=data, out_dir=tmp_path / "art", device="cpu")
+    args = tiny_intent_args(tmp_path, monkeypatch, tmp_path / "art")
 
     report = run_oos(args, TINY_PROFILE, tiny_encoder, share=0.34, results=tmp_path / "results")
 

@@ -99,14 +99,19 @@ def test_profiles_are_defined():
     assert PROFILES["quick"].max_epochs <= PROFILES["full"].max_epochs
 
 
-def test_task_end_to_end_on_a_tiny_encoder(tmp_path, tiny_encoder, monkeypatch):
+def tiny_intent_args(tmp_path, monkeypatch, out_dir) -> TrainArgs:
+    """A tiny train/test split on disk (24 and 10 messages) and the training arguments that read it, offline."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     rng = np.random.default_rng(0)
     data = tmp_path / "data"
     data.mkdir()
     _write_split(data / "train.csv", 24, rng)
     _write_split(data / "test.csv", 10, rng)
-    args = TrainArgs(profile="quick", data_dir=data, out_dir=tmp_path / "artifacts", device="cpu")
+    return TrainArgs(profile="quick", data_dir=data, out_dir=out_dir, device="cpu")
+
+
+def test_task_end_to_end_on_a_tiny_encoder(tmp_path, tiny_encoder, monkeypatch):
+    args = tiny_intent_args(tmp_path, monkeypatch, tmp_path / "artifacts")
 
     report = train_and_evaluate(args, TINY_PROFILE, tiny_encoder)
 
@@ -126,7 +131,7 @@ def test_task_end_to_end_on_a_tiny_encoder(tmp_path, tiny_encoder, monkeypatch):
     assert extra["labels"] == sorted(TEMPLATES) and extra["max_len"] == TINY_PROFILE.max_len
     assert extra["temperature"] == pytest.approx(report["temperature"])
     model = build_from_checkpoint(ck)
-    texts = [line.rsplit(",", 1) for line in (data / "test.csv").read_text().splitlines()[1:]]
+    texts = [line.rsplit(",", 1) for line in (args.data_dir / "test.csv").read_text().splitlines()[1:]]
     ids, mask = tokenize(load_tokenizer(extra["max_len"], tiny_encoder), [t for t, _ in texts])
     with torch.no_grad():
         pred = model(torch.from_numpy(ids), torch.from_numpy(mask)).argmax(1).numpy()
