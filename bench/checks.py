@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.payloads import ENDPOINTS
+from serving.events.schemas import EventsResponse
 from serving.forecast.schemas import ForecastResponse
 from serving.intent.schemas import IntentResponse
 from serving.price.schemas import PriceResponse
@@ -85,9 +86,17 @@ def check_price(body: bytes, req: dict[str, Any]) -> tuple[str | None, dict[str,
     return None, r.timings_ms
 
 
+def check_events(body: bytes, req: dict[str, Any]) -> tuple[str | None, dict[str, float]]:
+    r = EventsResponse.model_validate_json(body)
+    if r.accepted != len(req["events"]):
+        return f"{r.accepted} events accepted of {len(req['events'])}", {}
+    return None, {}
+
+
 CHECKS: dict[str, Check] = {
     "recommend": check_recommend,
     "intent": check_intent,
     "forecast": check_forecast,
     "price": check_price,
+    "events": check_events,
 }

@@ -11,6 +11,9 @@ and not halfway through a benchmark.
 - forecast: stored (store, item) series, with a stock level so the answer includes replenishment advice.
 - price: stored series with a unit cost of 60 % of the series' median stored price, +-20 % around the
   current price, every third with a stock level; not in the default mix (`--mix ...,price=5` adds it).
+- events: batches of 20 storefront events (views, clicks, carts, skips) of known users on popular items, as
+  a shop streams them back; not in the default mix (`--mix ...,events=10` adds it: no model work, so it
+  moves the compute bound only by its share).
 """
 
 from __future__ import annotations
@@ -23,18 +26,28 @@ from typing import Any
 
 import numpy as np
 
+from serving.events.schemas import EventsRequest
 from serving.forecast.schemas import ForecastRequest
 from serving.intent.schemas import IntentRequest
 from serving.price.schemas import PriceRequest
 from serving.recommend.schemas import RecommendRequest
 
-ENDPOINTS = {"recommend": "/v1/recommend", "intent": "/v1/intent", "forecast": "/v1/forecast", "price": "/v1/price"}
+ENDPOINTS = {
+    "recommend": "/v1/recommend",
+    "intent": "/v1/intent",
+    "forecast": "/v1/forecast",
+    "price": "/v1/price",
+    "events": "/v1/events",
+}
 REQUEST_MODELS = {
     "recommend": RecommendRequest,
     "intent": IntentRequest,
     "forecast": ForecastRequest,
     "price": PriceRequest,
+    "events": EventsRequest,
 }
+EVENTS_PER_BATCH = 20
+EVENT_MIX = {"view": 0.6, "click": 0.25, "cart": 0.07, "skip": 0.08}
 
 FALLBACK_TEXTS = (
     "where is my order",
@@ -105,6 +118,7 @@ def build_pool(artifacts: Path, n: int = 400, seed: int = 0) -> dict[str, list[d
                 session = rng.choice(popular, size=int(rng.integers(3, 11)), replace=False)
                 body = {"user_id": f"guest-{i}", "history": _shop_ids(item_ids[session]), "k": 10, "candidates": 200}
                 pool["recommend"].append(body)
+        pool["events"] = _event_batches(rng, _shop_ids(user_ids[known]), _shop_ids(item_ids[popular]), n)
     pool["intent"] = [{"text": t} for t in intent_texts(n, seed)]
     if (feats / "sales.npz").is_file():
         with np.load(feats / "sales.npz", allow_pickle=False) as z:
@@ -124,6 +138,19 @@ def build_pool(artifacts: Path, n: int = 400, seed: int = 0) -> dict[str, list[d
         for body in bodies:
             REQUEST_MODELS[name].model_validate(body)  # the gateway would answer 422: fail here instead
     return pool
+
+
+def _event_batches(rng: np.random.Generator, users: list, items: list, n: int) -> list[dict[str, Any]]:
+    if not users or not items:
+        return []
+    kinds = rng.choice(list(EVENT_MIX), size=(n, EVENTS_PER_BATCH), p=list(EVENT_MIX.values()))
+    who = rng.integers(0, len(users), size=(n, EVENTS_PER_BATCH))
+    what = rng.integers(0, len(items), size=(n, EVENTS_PER_BATCH))
+    batches = []
+    for row in zip(who, what, kinds, strict=True):
+        batch = [{"user_id": users[u], "item_id": items[i], "event_type": str(k)} for u, i, k in zip(*row, strict=True)]
+        batches.append({"events": batch})
+    return batches
 
 
 def write_pool(pool: dict[str, list[dict[str, Any]]], path: Path) -> Path:

@@ -4,7 +4,8 @@ All are .npz files of plain numpy arrays (no pickles: string ids are fixed-width
 model-index order, so position i of an id array is the shop's id of model index i (the id maps):
 
 items.npz       item_ids [n_items] (shop ids), category, brand int32, price float32,
-                price_bucket int64 (the two-tower's buckets, from the checkpoint's edges),
+                price_bucket int64 (the two-tower's buckets, from the checkpoint's edges) and those edges,
+                category_vocab / brand_vocab (the shop's category and brand id of each index),
                 popularity float64 [n_items] (the cold-start order: recent positives, all-time as tie-break)
 users.npz       user_ids [n_users], user_features int32 [n_users, F] (raw values; the model adds +1),
                 hist_offsets int64 [n_users + 1], hist_items int32 [...]: each known user's most recent
@@ -70,6 +71,10 @@ def item_table(log: BehaviorLog, price_edges: np.ndarray | None, days: int = 14)
     }
     if price_edges is not None:
         out["price_bucket"] = np.searchsorted(np.asarray(price_edges), cat.price, side="right").astype(np.int64)
+        out["price_bucket_edges"] = np.asarray(price_edges, dtype=np.float64)
+    # The shop's ids of the category / brand indices: the gateway codes an item added online with them.
+    out["category_vocab"] = _ids(cat.category_ids) if cat.category_ids is not None else np.arange(cat.n_categories)
+    out["brand_vocab"] = _ids(cat.brand_ids) if cat.brand_ids is not None else np.arange(cat.n_brands)
     return out
 
 

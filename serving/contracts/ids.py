@@ -75,14 +75,19 @@ class IdMap:
         integer catalogue) is a 422 naming its position."""
         if len(values) == 0:
             return np.zeros(0, dtype=np.int64), 0
-        if self.is_int:
-            _, ok = self._keys(values)
-            if not ok.all():
-                i = int(np.argmin(ok))
-                raise InvalidInput([field, i], f"malformed id {values[i]!r}: this catalogue's ids are integers")
+        i = self.malformed(values)
+        if i is not None:
+            raise InvalidInput([field, i], f"malformed id {values[i]!r}: this catalogue's ids are integers")
         index = self.lookup(values)
         keep = index >= 0
         return index[keep], int(keep.size - np.count_nonzero(keep))
+
+    def malformed(self, values: Sequence[int | str]) -> int | None:
+        """Position of the first id this map can never hold (text other than digits in an integer catalogue)."""
+        if not self.is_int or len(values) == 0:
+            return None
+        _, ok = self._keys(values)
+        return None if ok.all() else int(np.argmin(ok))
 
     def to_shop(self, index: np.ndarray) -> list[int | str]:
         return self._ids[np.asarray(index, dtype=np.int64)].tolist()

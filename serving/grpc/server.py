@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -57,6 +56,7 @@ from serving.contracts.errors import (
 from serving.grpc import messages as conv
 from serving.grpc.health import SERVICE, RuntimeHealth
 from serving.proto import storefront_pb2 as pb
+from serving.runtime.context import REQUEST_ID, new_request_id
 from serving.runtime.registry import Capability, Endpoint
 from serving.runtime.runtime import Runtime
 
@@ -212,6 +212,7 @@ class StorefrontServicer:
             rt.metrics.requests.labels(rpc.path, "GRPC", failure.code.name).inc()
             await context.abort(failure.code, failure.details, trailing_metadata=failure.metadata())
         status = "CANCELLED"  # stays so when the client goes away or its deadline cancels the call
+        token = REQUEST_ID.set(new_request_id())  # as the HTTP middleware's x-request-id: answers carry it
         self.inflight += 1
         self._idle.clear()
         rt.inflight += 1
@@ -225,6 +226,7 @@ class StorefrontServicer:
             status = "OK"
             return result
         finally:
+            REQUEST_ID.reset(token)
             self.inflight -= 1
             if self.inflight == 0:
                 self._idle.set()
@@ -255,7 +257,7 @@ class StorefrontServicer:
         except ServingError as exc:
             return Failure(status_for(exc), exc.code, exc.message, exc.retry_after)
         except Exception:  # the last resort: logged with its trace, answered without it
-            rid = uuid.uuid4().hex[:16]
+            rid = REQUEST_ID.get()
             log.exception("unhandled error in gRPC %s (request %s)", rpc.name, rid)
             return Failure(Code.INTERNAL, "internal_error", f"internal error; request id {rid} is in the server log")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.contracts.errors import PayloadTooLarge, RequestTimeout, ServingError
+from serving.runtime.context import REQUEST_ID, new_request_id
 from serving.runtime.metrics import Metrics
 from serving.runtime.runtime import Runtime
 
@@ -46,7 +46,8 @@ class RequestContextMiddleware:
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        rid = uuid.uuid4().hex[:16]
+        rid = new_request_id()
+        token = REQUEST_ID.set(rid)  # the pipelines put it in their answers (recommend's `request_id`)
         status, started = 500, False
         t0 = time.perf_counter()
 
@@ -70,6 +71,7 @@ class RequestContextMiddleware:
             body = {"error": "internal_error", "detail": f"internal error; request id {rid} is in the server log"}
             await JSONResponse(body, status_code=500)(scope, receive, send_with_id)
         finally:
+            REQUEST_ID.reset(token)
             self.rt.inflight -= 1
             self.rt.metrics.inflight.dec()
             route = scope.get("route")

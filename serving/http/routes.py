@@ -5,9 +5,9 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
 from serving.http.deps import ERRORS, RuntimeDep
 from serving.runtime.registry import Capability, Endpoint
@@ -21,9 +21,10 @@ def _route(endpoint: Endpoint) -> Callable[..., Awaitable[Response]]:
         # would dump it to a dict, validate that again and encode it (response_model stays for the docs).
         return Response(answer.__pydantic_serializer__.to_json(answer), media_type="application/json")
 
-    # FastAPI reads the body model and the dependency from the signature.
+    # FastAPI reads the body model (a GET's query parameters model) and the dependency from the signature.
+    request = Annotated[endpoint.request, Query()] if endpoint.method == "GET" else endpoint.request
     params = [
-        inspect.Parameter("req", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=endpoint.request),
+        inspect.Parameter("req", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=request),
         inspect.Parameter("rt", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=RuntimeDep),
     ]
     route.__signature__ = inspect.Signature(params, return_annotation=endpoint.response)  # type: ignore[attr-defined]
@@ -38,7 +39,7 @@ def capability_router(capabilities: Sequence[Capability]) -> APIRouter:
             router.add_api_route(
                 ep.path,
                 _route(ep),
-                methods=["POST"],
+                methods=[ep.method],
                 response_model=ep.response,
                 responses=ERRORS,
                 summary=ep.summary,

@@ -1,12 +1,18 @@
-"""The recommend capability: /v1/recommend and /v1/rank over the user tower, FAISS and DIN."""
+"""The recommend capability: /v1/recommend and /v1/rank over the user tower, FAISS and DIN; /v1/items changes
+the catalogue they draw from (the item tower embeds added items into a delta index beside FAISS)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from serving.recommend import pipeline
+import numpy as np
+
+from serving.recommend import items, pipeline
+from serving.recommend.catalogue import LiveCatalogue
 from serving.recommend.features import ITEMS_FILE, FeatureStore
+from serving.recommend.item_encoder import ITEM_TOWER_FILE, ItemCoding, ItemEncoder
+from serving.recommend.item_schemas import DeleteItemsRequest, ItemsRequest, ItemsResponse
 from serving.recommend.retrieval import Retriever
 from serving.recommend.schemas import RankRequest, RankResponse, RecommendRequest, RecommendResponse
 from serving.runtime.registry import (
@@ -14,29 +20,48 @@ from serving.runtime.registry import (
     Endpoint,
     LoadContext,
     Loaded,
+    Missing,
     Models,
     load_present,
+    read_artifact,
 )
 from serving.runtime.settings import Settings
 
 INDEX_FILE = "retrieval/items.faiss"
 
 
+def _coding(path: str) -> ItemCoding:
+    with np.load(path, allow_pickle=False) as f:
+        return ItemCoding.from_npz({k: f[k] for k in f.files})
+
+
 def load(ctx: LoadContext) -> Loaded:
     s = ctx.settings
     index_path = ctx.file("retrieval.file", INDEX_FILE)
     tuned = ctx.section("retrieval.index_params") or {}
-    return {
-        "features": load_present(s.artifacts / ITEMS_FILE, FeatureStore.load, s.artifacts),
-        "retriever": load_present(
-            index_path,
-            Retriever.load,
-            index_path,
-            nprobe=s.nprobe or tuned.get("nprobe"),
-            ef_search=s.ef_search or tuned.get("ef_search"),
-            gpu=s.faiss_gpu,
-        ),
-    }
+    items_path = s.artifacts / ITEMS_FILE
+    features = load_present(items_path, FeatureStore.load, s.artifacts)
+    retriever = load_present(
+        index_path,
+        Retriever.load,
+        index_path,
+        nprobe=s.nprobe or tuned.get("nprobe"),
+        ef_search=s.ef_search or tuned.get("ef_search"),
+        gpu=s.faiss_gpu,
+    )
+    # The item tower embeds items added online; without it they are kept out of retrieval (popular lists only).
+    encoder_path = ctx.file("models.item_tower.file", ITEM_TOWER_FILE)
+    encoder = load_present(encoder_path, ItemEncoder, encoder_path)
+    if isinstance(features, Missing):
+        catalogue: LiveCatalogue | Missing = features
+    else:
+        catalogue = LiveCatalogue(
+            features,
+            None if isinstance(retriever, Missing) else retriever,
+            None if isinstance(encoder, Missing) else encoder,
+            read_artifact(items_path, _coding, str(items_path)),
+        )
+    return {"features": features, "retriever": retriever, "catalogue": catalogue}
 
 
 def check(parts: Mapping[str, Any], models: Models, settings: Settings) -> list[str]:
@@ -71,9 +96,27 @@ CAPABILITY = Capability(
             "score given candidates for a user",
             "recommendations",
         ),
+        Endpoint(
+            "UpsertItems",
+            "/v1/items",
+            ItemsRequest,
+            ItemsResponse,
+            items.upsert,
+            "add items or change their fields (category, brand, price, stock): recommended at once, no retraining",
+            "catalogue",
+        ),
+        Endpoint(
+            "DeleteItems",
+            "/v1/items/delete",
+            DeleteItemsRequest,
+            ItemsResponse,
+            items.delete,
+            "take items out of every recommendation list",
+            "catalogue",
+        ),
     ),
     models=lambda settings, models: (pipeline.TOWER_MODEL, pipeline.RANKER_MODEL),
     load=load,
     check=check,
-    components=("features", "retriever"),
+    components=("features", "retriever", "catalogue"),
 )

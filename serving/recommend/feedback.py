@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from serving.recommend.catalogue import LiveCatalogue
 from serving.recommend.features import FeatureStore, ItemTable
+from serving.recommend.live_index import LiveIndex
+from serving.recommend.retrieval import Retriever
 from serving.runtime.online_store import StoreUnavailable, UserEvents
 from serving.runtime.runtime import Runtime
 
@@ -36,28 +39,46 @@ class UserContext:
     down: np.ndarray = field(default_factory=lambda: EMPTY)  # categories to down-weight
     ignored: int = 0  # request history ids the catalogue does not know
     store_error: str | None = None  # why the online state is missing from this answer
+    features: FeatureStore | None = None  # the catalogue view's tables (items added online included)
+    index: LiveIndex | Retriever | None = None  # and its retrieval index
 
     def seen_categories(self, items: ItemTable) -> np.ndarray:
         return np.unique(items.category[np.concatenate([self.history, self.skipped])])
 
 
 async def user_context(
-    rt: Runtime, fs: FeatureStore, user_id: int | str, history: list | None, user: int | None
+    rt: Runtime,
+    fs: FeatureStore,
+    catalogue: LiveCatalogue | None,
+    user_id: int | str,
+    history: list | None,
+    user: int | None,
 ) -> UserContext:
-    """The user's history, skips and down-weighted categories from the request, the export and the online store."""
+    """The user's history, skips and down-weighted categories from the request, the export and the online store,
+    over the catalogue as it is now (synced first when another process changed it)."""
     s = rt.settings
+    online: UserEvents | None = None
+    error: str | None = None
+    view = catalogue.view if catalogue is not None else None
+    try:
+        online = await rt.online.user(str(user_id))
+        if catalogue is not None:
+            view = await catalogue.sync(rt.online, online.catalogue_version)
+    except StoreUnavailable as exc:
+        rt.metrics.online_store_errors.labels("read").inc()
+        log.warning("online store read failed: %s", exc.internal)
+        error = exc.message
+    if view is not None:
+        fs = view.features
+    index = view.index if view is not None else None
     if history is not None:
         hist, ignored = fs.items.ids.known(history, "history")
         if ignored:
             rt.metrics.ignored_ids.labels("recommend", "history").inc(ignored)
     else:
         hist, ignored = (fs.users.history(user) if user is not None and fs.users is not None else EMPTY), 0
-    try:
-        online = await rt.online.user(str(user_id))
-    except StoreUnavailable as exc:
-        rt.metrics.online_store_errors.labels("read").inc()
-        log.warning("online store read failed: %s", exc.internal)
-        return UserContext(hist, ignored=ignored, store_error=exc.message)
+    if online is None:
+        return UserContext(hist, ignored=ignored, store_error=error, features=fs, index=index)
     now = time.time()
     pos_items, pos_ts = _known(fs.items, online.history)
     if history is None and pos_items.size:
@@ -66,7 +87,7 @@ async def user_context(
     down = streak_categories(
         fs.items.category[skip_items], skip_ts, fs.items.category[pos_items], pos_ts, s.skip_streak
     )
-    return UserContext(hist, np.unique(skip_items), down, ignored)
+    return UserContext(hist, np.unique(skip_items), down, ignored, features=fs, index=index)
 
 
 def _recent(online: UserEvents, since: float) -> list[tuple[float, str]]:

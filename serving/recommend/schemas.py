@@ -52,6 +52,12 @@ class RecommendResponse(BaseModel):
     ignored: int = Field(0, description="ids of the request's history the catalogue does not know, skipped")
     model_versions: dict[str, int]
     timings_ms: dict[str, float]
+    arm: str | None = Field(None, description="the experiment arm that answered (SERVING_EXPERIMENT); null without one")
+    request_id: str | None = Field(
+        None,
+        description="this answer's id, the x-request-id header: send it with the events on its items "
+        "(POST /v1/events) to credit them to its arm",
+    )
 
 
 # ---- /v1/rank

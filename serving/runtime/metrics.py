@@ -17,6 +17,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _ROW_BUCKETS = tuple(float(2**i) for i in range(14))  # 1 .. 8192 rows
+_SHARE_BUCKETS = tuple(i / 10 for i in range(11))  # 0, 0.1 .. 1
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -89,6 +90,53 @@ class Metrics:
         )
         self.online_store_errors = Counter(
             "gateway_online_store_errors", "online store calls that failed", ["operation"], registry=r
+        )
+        self.catalogue_writes = Counter(
+            "gateway_catalogue_writes", "item writes taken in by POST /v1/items(/delete)", ["kind"], registry=r
+        )
+
+        # Experiments on /v1/recommend (serving/experiments): per experiment and arm, this process's share
+        arm = ["experiment", "arm"]
+        self.experiment_impressions = Counter(
+            "gateway_experiment_impressions",
+            "items shown by /v1/recommend answers, per experiment arm",
+            arm,
+            registry=r,
+        )
+        self.experiment_events = Counter(
+            "gateway_experiment_events",
+            "click/cart/buy events credited to the arm whose answer showed the item (once per answer, item, type)",
+            [*arm, "event_type"],
+            registry=r,
+        )
+        self.experiment_uncredited = Counter(
+            "gateway_experiment_uncredited_events",
+            "click/cart/buy events with a request_id that earned no credit (unknown or expired answer, item not "
+            "in it, or already counted)",
+            ["experiment"],
+            registry=r,
+        )
+        self.experiment_ledger_errors = Counter(
+            "gateway_experiment_ledger_errors",
+            "experiment ledger calls that failed (answers go on)",
+            ["operation"],
+            registry=r,
+        )
+        self.shadow_runs = Counter(
+            "gateway_shadow_runs",
+            "shadow arm runs by outcome: ok, degraded, failed, dropped",
+            [*arm, "outcome"],
+            registry=r,
+        )
+        self.shadow_seconds = Histogram(
+            "gateway_shadow_seconds", "latency of a shadow arm run", arm, buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.shadow_agreement = Histogram(
+            "gateway_shadow_agreement",
+            "share of the live answer's items the shadow arm's answer also holds",
+            arm,
+            buckets=_SHARE_BUCKETS,
+            registry=r,
         )
 
         self._children: dict[tuple, Any] = {}  # (metric, labels) -> child: bounded by routes, models, codes

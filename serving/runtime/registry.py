@@ -16,13 +16,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from serving.contracts.errors import Unavailable
 from serving.runtime.backends.base import ModelInfo
 from serving.runtime.manifest import MISSING, ManifestError, key_path, lookup, resolve_roots
+from serving.runtime.metrics import Metrics
 from serving.runtime.settings import Settings
 
 BUILD_HINT = "build it with `make models`"
@@ -46,6 +47,7 @@ class Endpoint:
     handle: Callable[[Any, Any], Awaitable[BaseModel]]  # (Runtime, request) -> answer
     summary: str
     tag: str
+    method: Literal["GET", "POST"] = "POST"  # GET: the request model's fields are the query parameters
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,10 @@ class Capability:
     # Problems that would give wrong answers (sizes that disagree...): the parts given are the loaded ones only.
     check: Callable[[Mapping[str, Any], Models, Settings], list[str]] = _no_checks
     components: tuple[str, ...] = field(default=())  # what `load` returns, for readiness before the first load
+    # Long-lived state of its own, kept across reloads (an experiment's ledger and shadow runs): opened with the
+    # Runtime as service(settings, metrics) -> an object with `async close()` (or None), closed at its stop;
+    # handlers find it in `rt.services[name]`.
+    service: Callable[[Settings, Metrics], Any] | None = None
 
 
 @dataclass(frozen=True)

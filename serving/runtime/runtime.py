@@ -77,6 +77,12 @@ class Runtime:
         self.online = open_store(settings)
         self.event_log = EventLog(settings.event_log_dir, settings.event_log_max_bytes, settings.event_log_flush_s)
         self.event_log.on_written = self.metrics.event_log_lines.inc
+        # The capabilities' own long-lived state (serving/runtime/registry.py `service`), closed in stop().
+        self.services: dict[str, Any] = {}
+        for cap in self.capabilities:
+            state = cap.service(settings, self.metrics) if cap.service is not None else None
+            if state is not None:
+                self.services[cap.name] = state
 
     # ---- life cycle
 
@@ -131,6 +137,8 @@ class Runtime:
             await asyncio.sleep(0.01)
         if self.inflight:
             log.warning("shutting down with %d requests still running", self.inflight)
+        for state in self.services.values():
+            await state.close()  # background work (shadow runs) ends before the models and stores close
         await self.event_log.close()  # every accepted event reaches the disk before the process ends
         await self.online.close()
         if self.backend is not None:

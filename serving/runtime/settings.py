@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from serving.contracts.experiments import ExperimentConfig, read_experiment
 
 Backend = Literal["embedded", "triton"]
 Provider = Literal["auto", "cpu", "cuda", "tensorrt"]
@@ -147,6 +149,13 @@ class Settings(BaseSettings):
         1.0, gt=0, le=60, description="accepted events are written out at least this often"
     )
 
+    # Experiments on /v1/recommend (serving/contracts/experiments.py has the format; serving/experiments the ledger)
+    experiment: Annotated[ExperimentConfig | None, NoDecode] = Field(
+        None,
+        description="A/B arms (and a shadow arm) for /v1/recommend: JSON text or the path of a JSON file; "
+        "their tallies live beside the online store (memory or its Redis); unset = no experiment",
+    )
+
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @field_validator("log_level", mode="before")
@@ -174,6 +183,11 @@ class Settings(BaseSettings):
         if v != "memory" and not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("expected `memory` or a Redis URL (redis://host:port/db, rediss://..., unix://...)")
         return v
+
+    @field_validator("experiment", mode="before")
+    @classmethod
+    def _experiment(cls, v: object) -> object:
+        return read_experiment(v) if isinstance(v, str | Path) else v  # then checked as an ExperimentConfig
 
 
 @lru_cache

@@ -83,6 +83,9 @@ def test_checks_reject_wrong_answers() -> None:
     assert checks.check_recommend(_recommend([("a", 0.9), ("a", 0.8)]), req)[0] == "duplicate items"
     bad = json.dumps({"results": [], "model_versions": {}, "timings_ms": {}}).encode()
     assert checks.check_intent(bad, {"text": "hi"})[0] == "0 results for 1 texts"
+    batch = {"events": [{"user_id": 1, "item_id": 2, "event_type": "view"}] * 3}
+    assert checks.check_events(b'{"accepted": 3, "unknown_items": 0}', batch) == (None, {})
+    assert checks.check_events(b'{"accepted": 2, "unknown_items": 0}', batch)[0] == "2 events accepted of 3"
 
 
 def test_mix() -> None:
@@ -100,6 +103,9 @@ def test_pool_from_tiny_artifacts_is_valid(tmp_path: Path) -> None:
     guests = [b for b in pool["recommend"] if str(b["user_id"]).startswith("guest")]
     assert guests and all(b["history"] for b in guests)
     IntentRequest.model_validate(pool["intent"][0])
+    assert len(pool["events"]) == 50 and all(len(b["events"]) == payloads.EVENTS_PER_BATCH for b in pool["events"])
+    kinds = {e["event_type"] for b in pool["events"] for e in b["events"]}
+    assert kinds <= set(payloads.EVENT_MIX) and "click" in kinds
     back = payloads.load_pool(payloads.write_pool(pool, tmp_path / "p.json"))
     assert back == pool
 

@@ -85,6 +85,10 @@ def test_feature_tables_match_the_log(exported):
     # the per-item score in items.npz orders items exactly as the popularity list does
     top = np.argsort(-items["popularity"], kind="stable")[: len(pop["items"])]
     assert (top == pop["items"]).all()
+    # What the gateway needs to code an item added online the way export coded the catalogue.
+    assert (items["category_vocab"] == np.arange(log.catalogue.n_categories)).all()
+    assert items["brand_vocab"].shape == (log.catalogue.n_brands,) and items["price_bucket_edges"].shape == (3,)
+    assert (np.searchsorted(items["price_bucket_edges"], items["price"], side="right") == items["price_bucket"]).all()
 
 
 def test_versions_are_reused_then_bumped_and_tampering_is_caught(exported, tmp_path):

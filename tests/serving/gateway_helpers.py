@@ -255,6 +255,57 @@ SUMMER = _fake_spec(
 )
 
 
+def category_table(seed: int = 7) -> np.ndarray:
+    """[N_CATS + 1, DIM] the tiny item tower's category vectors, row 0 (unknown) zero."""
+    table = np.random.default_rng(seed).standard_normal((N_CATS + 1, DIM)).astype(np.float32)
+    table[0] = 0
+    return table
+
+
+def item_tower_graph(categories: np.ndarray | None = None) -> onnx.GraphProto:
+    """item_embedding = normalise(E[item_ids] + CAT[cat_ids] + 0.1 * (brand_ids > 0) + 0.01 * price_bucket):
+    an added item (id 0) points where its category's vector does; brand and price move it a little."""
+    cat = category_table() if categories is None else categories.astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["E", "item_ids"], ["e"], axis=0),
+        helper.make_node("Gather", ["CAT", "cat_ids"], ["c"], axis=0),
+        helper.make_node("Add", ["e", "c"], ["ec"]),
+        helper.make_node("Greater", ["brand_ids", "zero"], ["has_brand"]),
+        helper.make_node("Cast", ["has_brand"], ["bf"], to=F32),
+        helper.make_node("Cast", ["price_bucket"], ["pf"], to=F32),
+        helper.make_node("Mul", ["pf", "hundredth"], ["pf_s"]),
+        helper.make_node("Mul", ["bf", "tenth"], ["bf_s"]),
+        helper.make_node("Add", ["bf_s", "pf_s"], ["shift"]),
+        helper.make_node("Unsqueeze", ["shift", "axis1"], ["shift2"]),
+        helper.make_node("Add", ["ec", "shift2"], ["v"]),
+        helper.make_node("ReduceL2", ["v", "axis1"], ["n"], keepdims=1),
+        helper.make_node("Max", ["n", "eps"], ["n_e"]),
+        helper.make_node("Div", ["v", "n_e"], ["item_embedding"]),
+    ]
+    inits = [
+        _const("E", item_table()),
+        _const("CAT", cat),
+        _const("zero", np.array(0, np.int64)),
+        _const("tenth", np.array(0.1, np.float32)),
+        _const("hundredth", np.array(0.01, np.float32)),
+        _const("axis1", np.array([1], np.int64)),
+        _const("eps", np.array(1e-6, np.float32)),
+    ]
+    inputs = [
+        helper.make_tensor_value_info(n, I64, ["batch"]) for n in ("item_ids", "cat_ids", "brand_ids", "price_bucket")
+    ]
+    return helper.make_graph(
+        nodes, "item_tower", inputs, [helper.make_tensor_value_info("item_embedding", F32, ["batch", DIM])], inits
+    )
+
+
+def write_item_tower(artifacts: Path, categories: np.ndarray | None = None) -> Path:
+    """The tiny item tower where export puts it (artifacts/models/item_tower/model.onnx)."""
+    path = artifacts / "models" / "item_tower" / "model.onnx"
+    _save(item_tower_graph(categories), path)
+    return path
+
+
 def write_tiny_config(
     repo: Path, spec: ModelSpec, config: dict[str, object], *, max_batch_size: int = 64, delay_us: int = 2000
 ) -> Path:
@@ -272,10 +323,15 @@ def add_user_tower(repo: Path, version: int = 1, scale: float = 1.0, user_featur
 
 
 def add_din(
-    repo: Path, version: int = 1, scale: float = 1.0, max_batch_size: int = 256, user_features: int = 0
+    repo: Path,
+    version: int = 1,
+    scale: float = 1.0,
+    max_batch_size: int = 256,
+    user_features: int = 0,
+    name: str = DIN.name,  # another name: a second DIN beside the first (an experiment's arm)
 ) -> None:
-    write_tiny_config(repo, DIN, spec_config(user_features), max_batch_size=max_batch_size)
-    _save(din_graph(scale, user_features), repo / "din" / str(version) / "model.onnx")
+    write_tiny_config(repo, replace(DIN, name=name), spec_config(user_features), max_batch_size=max_batch_size)
+    _save(din_graph(scale, user_features), repo / name / str(version) / "model.onnx")
 
 
 def add_intent(repo: Path, version: int = 1) -> None:
@@ -351,6 +407,7 @@ def build_artifacts(root: Path, repo: Path | None = None, manifest: bool = True)
         "handoff_intents": ["lost_card"],
     }
     (root / "intent" / "intent.json").write_text(json.dumps(meta))
+    write_item_tower(root)
     if manifest:
         write_repo_manifest(root, repo)
     return root

@@ -39,7 +39,7 @@ def test_models_and_readiness_list_every_registered_capability(client):
     components = client.get("/readyz").json()["components"]
     caps = client.get("/v1/models").json()["capabilities"]
     assert {"forecast", "intent", "recommend"} <= set(caps)
-    assert caps["recommend"]["endpoints"] == ["/v1/recommend", "/v1/rank"]
+    assert caps["recommend"]["endpoints"] == ["/v1/recommend", "/v1/rank", "/v1/items", "/v1/items/delete"]
     assert caps["recommend"]["models"] == {"user_tower": 1, "din": 1}
     assert caps["forecast"]["models"] == {"tcn": 1}
     assert caps["intent"]["models"] == {"intent_bert": 1}

@@ -131,6 +131,7 @@ def load_behavior(
     brand = np.zeros(item_ids.size, dtype=np.int32)
     price = np.full(item_ids.size, DEFAULT_PRICE, dtype=np.float32)
     n_brands = 1
+    brand_ids = None
     if items is not None:
         pos = np.searchsorted(item_ids, it_item) if item_ids.dtype != object else _positions(item_ids, it_item)
         if "brand_id" in items.frame.columns:
@@ -163,6 +164,8 @@ def load_behavior(
         n_categories=int(cat_ids.size),
         n_brands=n_brands,
         item_ids=item_ids,
+        category_ids=cat_ids,
+        brand_ids=brand_ids,
     )
     return BehaviorLog(
         user=ev_user_idx[order],

@@ -31,6 +31,9 @@ class Catalogue:
     n_categories: int
     n_brands: int
     item_ids: np.ndarray  # [n_items] the shop's own item ids (int64 or str objects)
+    # The shop's category / brand id of each index (None: the ids are the indices, as in the generator).
+    category_ids: np.ndarray | None = None
+    brand_ids: np.ndarray | None = None
 
     @property
     def n_items(self) -> int:

@@ -1,8 +1,10 @@
-"""The online store (per-user recent events): one interface, an in-process and a Redis backend."""
+"""The online store (per-user recent events, online catalogue changes): one interface, in-process and Redis."""
 
 from __future__ import annotations
 
 from serving.runtime.online_store.base import (
+    CatalogueChanges,
+    ItemChange,
     OnlineEvent,
     OnlineStore,
     StoreLimits,
@@ -12,7 +14,17 @@ from serving.runtime.online_store.base import (
 from serving.runtime.online_store.memory import MemoryStore
 from serving.runtime.settings import Settings
 
-__all__ = ["MemoryStore", "OnlineEvent", "OnlineStore", "StoreLimits", "StoreUnavailable", "UserEvents", "open_store"]
+__all__ = [
+    "CatalogueChanges",
+    "ItemChange",
+    "MemoryStore",
+    "OnlineEvent",
+    "OnlineStore",
+    "StoreLimits",
+    "StoreUnavailable",
+    "UserEvents",
+    "open_store",
+]
 
 
 def open_store(settings: Settings) -> OnlineStore:

@@ -1,5 +1,6 @@
 """`MemoryStore`: the online store inside this process (the default). Bounded: at most `max_users` users (the
-least recently active go first), each with bounded deques; a user idle for `ttl_s` is forgotten on access."""
+least recently active go first), each with bounded deques; a user idle for `ttl_s` is forgotten on access.
+Catalogue changes are kept whole (one dict per changed item; the write log holds one id per write)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,16 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from serving.runtime.online_store.base import DEFAULT_LIMITS, OnlineEvent, StoreLimits, UserEvents
+from serving.runtime.online_store.base import (
+    DEFAULT_LIMITS,
+    CatalogueChanges,
+    ItemChange,
+    OnlineEvent,
+    StoreLimits,
+    UserEvents,
+)
 
 
 @dataclass
@@ -24,6 +33,8 @@ class MemoryStore:
     def __init__(self, limits: StoreLimits = DEFAULT_LIMITS):
         self.limits = limits
         self._users: OrderedDict[str, _User] = OrderedDict()
+        self._items: dict[str, dict[str, Any]] = {}
+        self._item_log: list[str] = []  # item written by each write so far: version = its length
 
     def _state(self, user: str, now: float) -> _User:
         state = self._users.get(user)
@@ -46,15 +57,26 @@ class MemoryStore:
 
     async def user(self, user: str) -> UserEvents:
         state = self._users.get(user)
+        version = len(self._item_log)
         if state is None or time.time() - state.touched > self.limits.ttl_s:
-            return UserEvents()
-        return UserEvents(list(state.history), list(state.skips))
+            return UserEvents(catalogue_version=version)
+        return UserEvents(list(state.history), list(state.skips), version)
+
+    async def upsert_items(self, changes: Sequence[ItemChange]) -> int:
+        for c in changes:
+            self._items.setdefault(c.item, {}).update(c.fields)
+            self._item_log.append(c.item)
+        return len(self._item_log)
+
+    async def items_since(self, version: int) -> CatalogueChanges:
+        changed = dict.fromkeys(self._item_log[version:])
+        return CatalogueChanges(len(self._item_log), {item: dict(self._items[item]) for item in changed})
 
     async def health(self) -> str | None:
         return None
 
     async def close(self) -> None:
-        self._users.clear()
+        self._users.clear()  # the catalogue's changes stay: a reload replays them onto the new export
 
     def __len__(self) -> int:
         return len(self._users)

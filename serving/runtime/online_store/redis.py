@@ -6,6 +6,11 @@ entries, oldest first, trimmed to their bound and expiring SERVING_ONLINE_TTL_S 
 of events is one server-side script (RPUSH + LTRIM + EXPIRE per touched key: one round trip, atomic, and one
 command for the client to encode instead of three per user); a user's read is one script (both LRANGEs).
 Every call has SERVING_ONLINE_TIMEOUT_MS; a failure raises `StoreUnavailable`.
+
+The catalogue: `<prefix>item:<id>` hashes of JSON field values (HSET merges a partial update) and the list
+`<prefix>items` of the item written by each write (its length is the catalogue version). A write batch is one
+script; a user's read returns the list's length too; `items_since` is two round trips (the ids written since,
+then their hashes; a hash read a moment later than the list is only newer, and the next sync reads it again).
 """
 
 from __future__ import annotations
@@ -14,11 +19,14 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from serving.runtime.online_store.base import (
     DEFAULT_LIMITS,
+    CatalogueChanges,
+    ItemChange,
     OnlineEvent,
     StoreLimits,
     StoreUnavailable,
@@ -40,7 +48,20 @@ for _, key in ipairs(KEYS) do
   a = a + 2 + n
 end
 """
-_READ = "return {redis.call('LRANGE', KEYS[1], 0, -1), redis.call('LRANGE', KEYS[2], 0, -1)}"
+_READ = """
+return {redis.call('LRANGE', KEYS[1], 0, -1), redis.call('LRANGE', KEYS[2], 0, -1), redis.call('LLEN', KEYS[3])}
+"""
+# KEYS: the item hashes, then the write list. ARGV per item: its id, its field count n, n field/value pairs.
+_UPSERT = """
+local log, a = KEYS[#KEYS], 1
+for i = 1, #KEYS - 1 do
+  local item, n = ARGV[a], tonumber(ARGV[a + 1])
+  if n > 0 then redis.call('HSET', KEYS[i], unpack(ARGV, a + 2, a + 1 + 2 * n)) end
+  redis.call('RPUSH', log, item)
+  a = a + 2 + 2 * n
+end
+return redis.call('LLEN', log)
+"""
 
 
 class RedisStore:
@@ -54,6 +75,8 @@ class RedisStore:
         )
         self._append = self._client.register_script(_APPEND)  # EVALSHA, loaded again if the server lost it
         self._read = self._client.register_script(_READ)
+        self._upsert = self._client.register_script(_UPSERT)
+        self._items_key = f"{prefix}items"
 
     async def _call(self, coro: Awaitable[Any]) -> Any:
         try:
@@ -77,8 +100,37 @@ class RedisStore:
         await self._call(self._append(keys=list(grouped), args=args))
 
     async def user(self, user: str) -> UserEvents:
-        history, skips = await self._call(self._read(keys=[f"{self.prefix}h:{user}", f"{self.prefix}s:{user}"]))
-        return UserEvents([decode(e) for e in history], [decode(e) for e in skips])
+        keys = [f"{self.prefix}h:{user}", f"{self.prefix}s:{user}", self._items_key]
+        history, skips, version = await self._call(self._read(keys=keys))
+        return UserEvents([decode(e) for e in history], [decode(e) for e in skips], int(version))
+
+    def _item_key(self, item: str) -> str:
+        return f"{self.prefix}item:{item}"
+
+    async def upsert_items(self, changes: Sequence[ItemChange]) -> int:
+        if not changes:
+            return int(await self._call(self._client.llen(self._items_key)))
+        args: list[bytes | str | int] = []
+        for c in changes:
+            args += [c.item, len(c.fields)]
+            for name, value in c.fields.items():
+                args += [name, orjson.dumps(value)]
+        keys = [self._item_key(c.item) for c in changes] + [self._items_key]
+        return int(await self._call(self._upsert(keys=keys, args=args)))
+
+    async def items_since(self, version: int) -> CatalogueChanges:
+        written = await self._call(self._client.lrange(self._items_key, version, -1))
+        items = list(dict.fromkeys(w.decode() for w in written))
+        if not items:
+            return CatalogueChanges(version)
+        pipe = self._client.pipeline(transaction=False)
+        for item in items:
+            pipe.hgetall(self._item_key(item))
+        stored = await self._call(pipe.execute())
+        fields = {
+            item: {k.decode(): orjson.loads(v) for k, v in h.items()} for item, h in zip(items, stored, strict=True)
+        }
+        return CatalogueChanges(version + len(written), fields)
 
     async def health(self) -> str | None:
         try:

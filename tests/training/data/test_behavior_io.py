@@ -88,6 +88,7 @@ def test_items_and_users_files(tmp_path, caplog):
     assert cat.brand.tolist() == [1, 0, 0, 1] and cat.n_brands == 2
     np.testing.assert_allclose(cat.price, [5, 7.25, 20.5, 1])
     assert cat.category.tolist() == [0, 1, 1, 2] and cat.n_categories == 3
+    assert cat.category_ids.tolist() == ["hats", "shoes", "socks"] and cat.brand_ids.tolist() == ["acme", "zed"]
     assert log.user_ids.tolist() == ["u1", "u2", "u9"]
     # segment: text codes in sorted order; region: integers kept as codes; u1 has no row -> extra code.
     assert log.user_features.tolist() == [[2, 4], [1, 3], [0, 1]]
