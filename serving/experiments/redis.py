@@ -53,9 +53,10 @@ class RedisLedger:
         self.ttl_s, self.timeout_s = ttl_s, timeout_s
         self._base = f"{prefix}{experiment}:"
         self._tallies = f"{self._base}tallies"
-        # Its own client (the online store's stays its own); connections open lazily, as the store's do.
+        # Its own client (the online store's stays its own); connections open lazily, and `_call` bounds each call
+        # instead of a socket timeout, as the store's do (serving/runtime/online_store/redis.py says why).
         self._client = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
+            url, socket_timeout=None, socket_connect_timeout=timeout_s, retry_on_timeout=False
         )
         self._shown = self._client.register_script(_SHOWN)
         self._credit = self._client.register_script(_CREDIT)
@@ -66,7 +67,7 @@ class RedisLedger:
 
     async def _call(self, coro: Awaitable[Any]) -> Any:
         try:
-            async with asyncio.timeout(self.timeout_s * 2):  # connect + command, each bounded by the socket timeout
+            async with asyncio.timeout(self.timeout_s * 2):  # connect + command
                 return await coro
         except (RedisError, OSError, TimeoutError) as exc:
             raise LedgerUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
