@@ -1,7 +1,11 @@
-"""Both recommendation tasks run unchanged under `torchrun --nproc_per_node 2` (gloo, CPU)."""
+"""Both recommendation tasks run unchanged under torchrun (gloo, CPU): two processes of one launcher, and two
+launchers as two nodes would run them (`--nnodes 2 --node_rank i` against one rendezvous address, here
+localhost), the README's multi-node command."""
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -39,23 +43,45 @@ SCRIPT = textwrap.dedent(
 )
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _launchers(mode: str, script: Path, out: Path) -> list[list[str]]:
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    if mode == "one_node":
+        return [[torchrun, "--standalone", "--nproc_per_node", "2", str(script), str(out)]]
+    rendezvous = ["--nnodes", "2", "--nproc_per_node", "1", "--master_addr", "127.0.0.1"]
+    rendezvous += ["--master_port", str(_free_port())]
+    return [[torchrun, *rendezvous, "--node_rank", str(i), str(script), str(out)] for i in range(2)]
+
+
 @pytest.mark.slow
-def test_two_processes_train_and_rank0_writes_checkpoints(tmp_path):
+@pytest.mark.parametrize("mode", ["one_node", "two_nodes"])
+def test_two_processes_train_and_rank0_writes_checkpoints(tmp_path, mode):
     script = tmp_path / "ddp_entry.py"
     script.write_text(SCRIPT)
-    torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "PYTHONPATH": str(REPO), "SHOPSERVE_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path)]
-    # Own session, so a hang kills torchrun's workers too, not only torchrun.
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        _, err = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
-    assert proc.returncode == 0, err[-4000:]
+    # Own sessions, so a hang kills torchrun's workers too, not only torchrun.
+    procs = [
+        subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        for cmd in _launchers(mode, script, tmp_path)
+    ]
+    errors = []
+    for proc in procs:
+        try:
+            _, err = proc.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+            _, err = proc.communicate()
+        errors.append(err)
+    assert all(p.returncode == 0 for p in procs), "\n".join(e[-3000:] for e in errors)
     assert (tmp_path / "rank0.done").read_text() == "2" and (tmp_path / "rank1.done").read_text() == "2"
     for name, cfg_cls, model_cls in (("two_tower", TwoTowerConfig, TwoTower), ("din", DINConfig, DINModel)):
         ck = load_checkpoint(tmp_path / "checkpoints" / f"{name}.pt")
