@@ -4,7 +4,8 @@ fails, no accepted event is lost, and what users did before the restart still pe
 The test plays the Service in front of the replicas (docker/k8s): requests go round the replicas in rotation;
 a replica leaves the rotation before its SIGTERM (as a pod's endpoint is removed while its preStop hook
 sleeps), drains what it accepted, and its replacement joins once /readyz says ready. Each replica's model
-calls take 20 ms longer (tests/serving/gateway_process.py) so requests are in flight when SIGTERM arrives.
+calls take 20 ms longer (tests/serving/gateway_process.py; embedded backend) so requests are in flight when
+SIGTERM arrives. With the triton marker the same restart runs with the replicas on one real local Triton.
 """
 
 from __future__ import annotations
@@ -14,12 +15,17 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from serving.contracts.events import LOG_GLOB
+from serving.triton import Ports, TritonServer
+from serving.triton.launcher import free_port
 from tests.serving import gateway_process as gp
+from tests.serving.triton.helpers import require_tritonserver
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]  # four gateway starts, ~30 s
 
@@ -69,11 +75,27 @@ def _shopper(k: int, rotation: Rotation, stop: threading.Event, log: list, lock:
                 log.append(entry)
 
 
-def test_rolling_restart_under_load_loses_nothing(tmp_path, redis_server):
+@contextlib.contextmanager
+def _models(root: Path, backend: str) -> Iterator[dict[str, str]]:
+    """The replicas' model settings: in-process models each, or one local Triton that all of them share (the
+    Deployment on GPU nodes of docker/k8s), which keeps serving while the gateways restart."""
+    if backend == "embedded":
+        yield {}
+        return
+    require_tritonserver()
+    ports = Ports(http=free_port(), grpc=free_port(), metrics=free_port())
+    server = TritonServer(root / "model_repository", build_dir=root / "triton", ports=ports, instance_count=1)
+    with server:
+        yield {"backend": "triton", "triton_url": server.grpc_url}
+
+
+@pytest.mark.parametrize("backend", ["embedded", pytest.param("triton", marks=pytest.mark.triton)])
+def test_rolling_restart_under_load_loses_nothing(tmp_path, redis_server, backend):
     root = gp.build(tmp_path)
     store = {"online_store": redis_server.url, "online_timeout_ms": "1000", "event_log_flush_s": "60"}
     stop, lock, log = threading.Event(), threading.Lock(), []
     with contextlib.ExitStack() as stack:
+        store |= stack.enter_context(_models(root, backend))
         a = stack.enter_context(gp.gateway(root, delay_s=0.02, **store))
         b = stack.enter_context(gp.gateway(root, delay_s=0.02, **store))
         a.wait_ready()
