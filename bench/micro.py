@@ -74,7 +74,8 @@ def clustered_vectors(n: int, dim: int, clusters: int, seed: int = 0) -> np.ndar
     return out
 
 
-def _settings(kind: str, params: dict[str, int], k: int) -> tuple[str, list[int]]:
+def search_settings(kind: str, params: dict[str, int], k: int) -> tuple[str, list[int]]:
+    """The knob a kind is tuned by and the values to sweep, cheapest first (IVF: nprobe 1, 2, 4 .. nlist)."""
     if kind.startswith("ivf"):
         nlist = params["nlist"]
         return "nprobe", sorted({min(nlist, 2**i) for i in range(int(math.log2(nlist)) + 1)})
@@ -166,7 +167,7 @@ def faiss_bench(
         index, device = r.build_index(vectors, choice, use_gpu)
         build_s = time.perf_counter() - t0
         _log(f"faiss: built {kind} {choice.params} on {device} in {build_s:.1f} s")
-        key, values = _settings(kind, choice.params, k)
+        key, values = search_settings(kind, choice.params, k)
         reached = 0
         for value in values:
             if key:

@@ -2,6 +2,7 @@
 
     python -m export [--checkpoints artifacts/checkpoints] [--repo model_repository] [--artifacts artifacts]
                      [--gpu-config | --cpu-config] [--trt | --cuda-ep] [--models din intent_bert ...]
+                     [--index auto|flat|ivf_flat|ivf_pq|hnsw] [--index-memory-mb 2048]
 
 Prints a summary table and writes artifacts/reports/export.json and artifacts/manifest.json.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from export.onnx_export import DEFAULT_OPSET
 from export.pipeline import ExportArgs, run_export
-from export.retrieval import KINDS
+from export.retrieval import DEFAULT_MEMORY_MB, KINDS, IndexBudgetError
 from serving.contracts.model_specs import SPECS
 
 
@@ -32,7 +33,13 @@ def parse_args(argv: list[str] | None = None) -> ExportArgs:
     acc = p.add_mutually_exclusive_group()
     acc.add_argument("--trt", action="store_const", const="tensorrt", dest="accelerator", help="TensorRT FP16 EP")
     acc.add_argument("--cuda-ep", action="store_const", const="cuda", dest="accelerator", help="CUDA EP settings")
-    p.add_argument("--models", nargs="+", choices=sorted(SPECS), default=[], help="only these (default: all trained)")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        choices=sorted(SPECS),
+        default=[],
+        help="only these (default: all trained); tcn also exports tcn_plans (same checkpoint)",
+    )
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     p.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto")
     p.add_argument("--data", type=Path, default=None, help="behaviour data dir (default: what the checkpoint records)")
@@ -41,7 +48,13 @@ def parse_args(argv: list[str] | None = None) -> ExportArgs:
     p.add_argument("--sales-data", type=Path, default=None, help="sales data dir (default: the TCN checkpoint's)")
     p.add_argument("--sales-profile", default=None, help="generated sales profile (default: the TCN's)")
     p.add_argument("--intent-data", type=Path, default=None, help="intent train/test CSV dir (default: recorded)")
-    p.add_argument("--index", choices=["auto", *KINDS], default="auto", help="FAISS index (auto: by size)")
+    p.add_argument("--index", choices=["auto", *KINDS], default="auto", help="FAISS index (auto: by size and memory)")
+    p.add_argument(
+        "--index-memory-mb",
+        type=float,
+        default=DEFAULT_MEMORY_MB,
+        help="memory budget of the FAISS index in MiB: auto picks the best-recall kind that fits, else fails",
+    )
     p.add_argument("--recall-k", type=int, default=200, help="k of the recall@k measured against exact search")
     p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 intent model")
     p.add_argument("--no-latency", dest="latency", action="store_false", help="skip the ONNX Runtime latency runs")
@@ -64,6 +77,7 @@ def parse_args(argv: list[str] | None = None) -> ExportArgs:
         sales_profile=ns.sales_profile,
         intent_data=ns.intent_data,
         index=ns.index,
+        index_memory_mb=ns.index_memory_mb,
         recall_k=ns.recall_k,
         int8=ns.int8,
         latency=ns.latency,
@@ -76,7 +90,11 @@ def parse_args(argv: list[str] | None = None) -> ExportArgs:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t0 = time.perf_counter()
-    report = run_export(args)
+    try:
+        report = run_export(args)
+    except IndexBudgetError as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 2
     print(report["table"])
     retrieval = report.get("retrieval")
     if retrieval:

@@ -181,6 +181,21 @@ class Forecaster(nn.Module):
         return self.model(past_features, future_features, series_scale, store_ids, category_ids)
 
 
+class PlanForecaster(Forecaster):
+    """The TCN asked K plans per series: (past_features, future_plans [B, K, n_future, H], series_scale,
+    store_ids, category_ids) -> (quantiles [B, K, H, n_q], mean [B, K, H]); the encoder runs once per series."""
+
+    def forward(  # type: ignore[override]
+        self,
+        past_features: Tensor,
+        future_plans: Tensor,
+        series_scale: Tensor,
+        store_ids: Tensor,
+        category_ids: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        return self.model.forecast_plans(past_features, future_plans, series_scale, store_ids, category_ids)
+
+
 def _register_all() -> None:
     from training.models.din import DINConfig, DINModel
     from training.models.intent import BertIntentModel, IntentConfig
@@ -243,28 +258,22 @@ def _register_all() -> None:
             },
         )
     )
-    _register(
-        ModelExporter(
-            "tcn",
-            TCNConfig,
-            lambda cfg, m, extra: Forecaster(m),
-            TCNForecaster,
-            {
-                "n_past": 6,
-                "n_future": 4,
-                "n_stores": 3,
-                "n_categories": 4,
-                "horizon": 5,
-                "context_days": 16,
-                "channels": 8,
-                "dilations": [1, 2, 4],
-                "emb_dim": 2,
-                "decoder_context": 4,
-                "decoder_hidden": 8,
-                "price_elasticity": True,  # the trained profiles' price head, so parity covers it
-            },
-        )
-    )
+    tiny_tcn = {
+        "n_past": 6,
+        "n_future": 4,
+        "n_stores": 3,
+        "n_categories": 4,
+        "horizon": 5,
+        "context_days": 16,
+        "channels": 8,
+        "dilations": [1, 2, 4],
+        "emb_dim": 2,
+        "decoder_context": 4,
+        "decoder_hidden": 8,
+        "price_elasticity": True,  # the trained profiles' price head, so parity covers it
+    }
+    _register(ModelExporter("tcn", TCNConfig, lambda cfg, m, extra: Forecaster(m), TCNForecaster, tiny_tcn))
+    _register(ModelExporter("tcn_plans", TCNConfig, lambda cfg, m, extra: PlanForecaster(m), TCNForecaster, tiny_tcn))
 
 
 _register_all()

@@ -45,7 +45,8 @@ LATENCY_BATCHES = (1, 8, 64, 256)
 
 def run_export(args: ExportArgs) -> dict[str, Any]:
     run = ExportRun(args)
-    wanted = [s for s in SPECS.values() if not args.models or s.name in args.models]
+    # A serving variant of a model (tcn_plans of tcn) is exported with it, so both carry the same checkpoint.
+    wanted = [s for s in SPECS.values() if not args.models or {s.name, s.extra.get("exported_with")} & set(args.models)]
     todo = [s for s in wanted if (args.checkpoints / f"{s.checkpoint}.pt").is_file()]
     for s in wanted:
         if s not in todo:
@@ -229,6 +230,7 @@ def _finish(run: ExportRun) -> dict[str, Any]:
             "opset": args.opset,
             "exporter": args.exporter,
             "index": args.index,
+            "index_memory_mb": args.index_memory_mb,
         },
         "table": format_table(run.rows, floatfmt="{:.4g}") if run.rows else "",
         "command": args.command,

@@ -99,9 +99,12 @@ def retrieval_artifacts(run: ExportRun) -> None:
     if "user_tower" in run.models:
         q_inputs = _user_queries(users, items["category"], config, 2000)
         queries = _run_onnx_batched(Path(run.models["user_tower"]["file"]), q_inputs, "user_embedding")
-    index, section = retrieval.build_and_measure(vectors, args.index, k=args.recall_k, queries=queries)
+    index, section = retrieval.build_and_measure(
+        vectors, args.index, k=args.recall_k, queries=queries, memory_mb=args.index_memory_mb
+    )
     index_path = retrieval.save_index(index, args.artifacts / "retrieval" / "items.faiss")
     run.files.append(index_path)
+    section["file_mb"] = round(index_path.stat().st_size / 2**20, 3)  # beside the estimate the budget was judged by
     section["query_source"] = "user tower over stored histories" if queries is not None else section["query_source"]
     run.sections["retrieval"] = {**section, "file": file_key_of(run, index_path), "item_model": "item_tower"}
     run.sections["features"] = {name: file_key_of(run, path) for name, path in written.items()} | {

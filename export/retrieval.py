@@ -3,10 +3,14 @@
 Vectors are L2-normalised and searched by inner product (= cosine; the towers already normalise, this
 guards against drift). Index ids are model item indices (0..n-1); the gateway maps them to shop ids.
 
-Choice (`kind="auto"`): up to EXACT_MAX items an exact IndexFlatIP (a 64-d brute-force scan of 50k
-vectors is well under a millisecond per query batch row, and recall is 1 by definition); up to
-IVF_FLAT_MAX an IVF-Flat with nlist ~ 4 sqrt(n); beyond that IVF-PQ, which keeps memory bounded.
-HNSW is available by name (best recall per query-time on CPU, but no GPU version and a larger index).
+Choice (`kind="auto"`), by catalogue size and a memory budget (`memory_mb`, export's `--index-memory-mb`):
+the best-recall kind whose estimated size (`estimate_bytes`) fits. Up to EXACT_MAX items an exact
+IndexFlatIP (a 64-d brute-force scan of 50k vectors is well under a millisecond per query batch row, and
+recall is 1 by definition); then IVF-Flat (nlist ~ 4 sqrt(n), full vectors: 4 dim + 8 bytes an item) while it
+fits; beyond, IVF-PQ (m bytes + 8 an item), which keeps memory bounded at lower recall; when not even that fits,
+a ValueError that says what would. An explicit kind must fit the budget too. HNSW is available by name (best
+recall per query-time on CPU, but no GPU version and the largest index). bench/faiss_scale.py measures the
+estimates against serialised indexes at 1M-10M items.
 Every approximate index is measured against exact search (recall@k) and timed (queries/s); for IVF
 the smallest nprobe that reaches the recall target is chosen and stored in the report and manifest.
 
@@ -29,9 +33,15 @@ from training.common import progress
 
 KINDS = ("flat", "ivf_flat", "ivf_pq", "hnsw")
 EXACT_MAX = 50_000
-IVF_FLAT_MAX = 2_000_000
+# Half the gateway pod's 4 GiB limit (docker/k8s/base/gateway-deployment.yaml): every pod holds the whole index,
+# and the models, feature tables, the live delta index and Python need the rest.
+DEFAULT_MEMORY_MB = 2048
 RECALL_TARGET = 0.95
 _ADD_CHUNK = 65_536
+
+
+class IndexBudgetError(ValueError):
+    """No index kind fits the memory budget (export reports it as a one-line error, not a traceback)."""
 
 
 @dataclass
@@ -40,13 +50,27 @@ class IndexChoice:
     params: dict[str, int] = field(default_factory=dict)
 
 
-def choose_index(n: int, dim: int, kind: str = "auto", **overrides: int) -> IndexChoice:
-    """Index kind and parameters for n vectors of width dim; explicit `overrides` win."""
-    if kind == "auto":
-        kind = "flat" if n <= EXACT_MAX else "ivf_flat" if n <= IVF_FLAT_MAX else "ivf_pq"
-    if kind not in KINDS:
+def choose_index(
+    n: int, dim: int, kind: str = "auto", memory_mb: float = DEFAULT_MEMORY_MB, **overrides: int
+) -> IndexChoice:
+    """Index kind and parameters for n vectors of width dim within memory_mb MiB; explicit `overrides` win."""
+    if kind != "auto" and kind not in KINDS:
         raise ValueError(f"index kind must be auto or one of {KINDS}, not {kind!r}")
-    params: dict[str, int] = {}
+    ladder = [kind] if kind != "auto" else (["flat"] if n <= EXACT_MAX else []) + ["ivf_flat", "ivf_pq"]
+    budget = memory_mb * 2**20
+    for candidate in ladder:  # best recall first
+        choice = IndexChoice(candidate, _params(n, dim, candidate) | overrides)
+        if estimate_bytes(n, dim, choice) <= budget:
+            return choice
+    need = estimate_bytes(n, dim, choice) / 2**20
+    what = f"{choice.kind}" if kind != "auto" else f"{choice.kind}, the smallest kind,"
+    raise IndexBudgetError(
+        f"no FAISS index for {n:,} x {dim}-d vectors fits {memory_mb:,.0f} MiB: {what} needs about {need:,.0f} MiB; "
+        f"raise --index-memory-mb (the gateway holds the whole index in every pod) or shard the catalogue"
+    )
+
+
+def _params(n: int, dim: int, kind: str) -> dict[str, int]:
     if kind.startswith("ivf"):
         # ~4 sqrt(n) lists, and at least 39 training points per list (faiss warns below that).
         nlist = int(np.clip(4 * math.sqrt(n), 1, max(1, n // 39)))
@@ -54,10 +78,27 @@ def choose_index(n: int, dim: int, kind: str = "auto", **overrides: int) -> Inde
         if kind == "ivf_pq":
             m = max(d for d in range(1, min(dim, 64) + 1) if dim % d == 0 and dim // d >= 2)  # >= 2 dims/subvector
             params |= {"m": m, "nbits": 8 if n >= 256 * 39 else 4}
-    elif kind == "hnsw":
-        params = {"M": 32, "ef_construction": 200, "ef_search": 128}
-    params.update(overrides)
-    return IndexChoice(kind, params)
+        return params
+    if kind == "hnsw":
+        return {"M": 32, "ef_construction": 200, "ef_search": 128}
+    return {}
+
+
+def estimate_bytes(n: int, dim: int, choice: IndexChoice) -> int:
+    """Size of the serialised (= loaded) index, from its layout; bench/faiss_scale.py checks it at 1M-10M items.
+
+    flat: the vectors; IVF: each item's code + its 8-byte id in a list, plus the centroids (and PQ codebooks);
+    HNSW: the vectors + 2M level-0 links of 4 bytes, + ~16 bytes of level, offset and upper-level links."""
+    p = choice.params
+    if choice.kind == "flat":
+        return n * dim * 4
+    if choice.kind == "hnsw":
+        return n * (dim * 4 + p["M"] * 2 * 4 + 16)
+    centroids = p["nlist"] * dim * 4
+    if choice.kind == "ivf_flat":
+        return n * (dim * 4 + 8) + centroids
+    codebooks = dim * 2 ** p["nbits"] * 4  # m sub-quantizers x 2^nbits centroids x dim/m floats
+    return n * (-(-p["m"] * p["nbits"] // 8) + 8) + centroids + codebooks
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
@@ -70,7 +111,8 @@ def gpu_available() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
-def _cpu_index(choice: IndexChoice, dim: int) -> faiss.Index:
+def new_index(choice: IndexChoice, dim: int) -> faiss.Index:
+    """The empty (untrained) CPU index of a choice."""
     p, ip = choice.params, faiss.METRIC_INNER_PRODUCT
     if choice.kind == "flat":
         return faiss.IndexFlatIP(dim)
@@ -91,7 +133,7 @@ def build_index(
     """Train (IVF) and fill an index with the normalised vectors -> (CPU index, "gpu" | "cpu" it was built on)."""
     x = normalise(vectors)
     n, dim = x.shape
-    index = _cpu_index(choice, dim)
+    index = new_index(choice, dim)
     device = "cpu"
     if (gpu_available() if use_gpu is None else use_gpu) and choice.kind != "hnsw":
         res = faiss.StandardGpuResources()
@@ -178,11 +220,12 @@ def build_and_measure(
     n_queries: int = 1000,
     target: float = RECALL_TARGET,
     use_gpu: bool | None = None,
+    memory_mb: float = DEFAULT_MEMORY_MB,
     **overrides: int,
 ) -> tuple[faiss.Index, dict[str, Any]]:
     """The whole step: choose, build, tune against exact search, measure. -> (index, report section)."""
     n, dim = vectors.shape
-    choice = choose_index(n, dim, kind, **overrides)
+    choice = choose_index(n, dim, kind, memory_mb, **overrides)
     t0 = time.perf_counter()
     index, device = build_index(vectors, choice, use_gpu)
     build_s = time.perf_counter() - t0
@@ -199,6 +242,8 @@ def build_and_measure(
         "embedding_dim": int(dim),
         "built_on": device,
         "build_seconds": round(build_s, 3),
+        "memory_budget_mb": memory_mb,
+        "memory_estimate_mb": round(estimate_bytes(n, dim, choice) / 2**20, 3),
         "k": k,
         f"recall_at_{k}": final["recall"],
         "queries_per_s": final["qps"],

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from export.onnx_export import DEFAULT_OPSET
+from export.retrieval import DEFAULT_MEMORY_MB
 from serving.contracts.triton_config import TritonOptions
 from serving.runtime.manifest import MANIFEST_NAME, file_key, load_manifest, resolve_roots, sha256_file
 from training.checkpoint import load_checkpoint
@@ -36,6 +37,7 @@ class ExportArgs:
     sales_profile: str | None = None  # None: the profile the TCN checkpoint records
     intent_data: Path | None = None  # folder with the intent model's test.csv; None = what its checkpoint records
     index: str = "auto"  # FAISS index kind
+    index_memory_mb: float = DEFAULT_MEMORY_MB  # the index must fit this (auto picks the best kind that does)
     recall_k: int = 200  # candidates the gateway retrieves
     int8: bool = True
     latency: bool = True

@@ -433,3 +433,55 @@ TCN = register(
         dim_rules={"n_quantiles": _n_quantiles},
     )
 )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The TCN asked K plans of one past (/v1/price): the same weights, the encoder run once per row.
+
+TCN_MAX_PLANS = 128  # plans per row: /v1/price sends up to 64 candidates + 2 probes + the current price
+
+
+def _tcn_plans_example(
+    config: Mapping[str, object], batch: int, rng: np.random.Generator, length: int | None = None
+) -> dict[str, np.ndarray]:
+    plans = int(rng.integers(1, TCN_MAX_PLANS + 1)) if length is None else int(length)
+    one = _tcn_example(config, batch, rng)
+    n_future, horizon = int(config["n_future"]), int(config["horizon"])  # type: ignore[call-overload]
+    future = rng.uniform(-1.0, 1.0, size=(batch, plans, n_future, horizon)).astype(np.float32)
+    return {
+        "past_features": one["past_features"],
+        "future_plans": future,
+        **{k: one[k] for k in ("series_scale", "store_ids", "category_ids")},
+    }
+
+
+TCN_PLANS = register(
+    ModelSpec(
+        name="tcn_plans",
+        doc="one series per row with K plans of the horizon (candidate prices): the TCN's answer for each plan",
+        inputs=(
+            TCN.inputs[0],
+            TensorSpec(
+                "future_plans", "float32", (-1, "n_future", "horizon"), "future_features of each plan", ("plans",)
+            ),
+            *TCN.inputs[2:],
+        ),
+        outputs=(
+            TensorSpec("quantiles", "float32", (-1, "horizon", "n_quantiles"), "per plan, units/day", ("plans",)),
+            TensorSpec("mean", "float32", (-1, "horizon"), "per plan, units/day", ("plans",)),
+        ),
+        make_example=_tcn_plans_example,
+        # A row is a whole price question (one past, ~24 plans); questions are interactive, so a short wait.
+        max_batch_size=64,
+        max_queue_delay_us=2000,
+        atol=TCN.atol,  # parity with the TCN row by row is held to the TCN's own tolerance (tests/export)
+        rtol=TCN.rtol,
+        checkpoint="tcn",  # the TCN's weights: no training of its own
+        seq_axis="plans",
+        seq_max=TCN_MAX_PLANS,
+        parity_lengths=(1, 3, 24, TCN_MAX_PLANS),
+        dim_rules={"n_quantiles": _n_quantiles},
+        # Exported whenever the TCN is, so the two always carry the same checkpoint; timed at a 21-price question.
+        extra={"exported_with": "tcn", "latency_length": 24},
+    )
+)

@@ -249,6 +249,56 @@ def request_features(
     first_date: date of units[:, 0]; events [P + H, E] in spec.event_names order; store, category int
     [B] model indices (-1 or out of range = unknown). -> dict keyed by the ONNX input names.
     """
+    units, price, promo, cal = _request_window(units, price, promo, first_date, events, spec)
+    out = window_features(units, price, promo, cal, spec)
+    out["store_ids"] = shift_ids(store, spec.n_stores)
+    out["category_ids"] = shift_ids(category, spec.n_categories)
+    return out
+
+
+def plan_features(
+    units: np.ndarray,
+    price: np.ndarray,
+    promo: np.ndarray,
+    plan_price: np.ndarray,
+    plan_promo: np.ndarray,
+    first_date: np.datetime64,
+    events: np.ndarray,
+    store: int,
+    category: int,
+    spec: FeatureSpec,
+) -> dict[str, np.ndarray]:
+    """One series' inputs for K plans of its horizon (model_specs.TCN_PLANS): the past once, every plan's days.
+
+    units [P]; price, promo [P + H] as in request_features (the horizon's values are replaced by the plans);
+    plan_price, plan_promo [K, H]. -> past_features [1, n_past, L], future_plans [1, K, n_future, H],
+    series_scale, store_ids, category_ids [1]. Plan k is request_features' future_features with plan k as the
+    horizon's price and promo: the reference price and calendar come from the same window (tests/serving/price).
+    """
+    units, price, promo, cal = _request_window(units[None], price[None], promo[None], first_date, events, spec)
+    one = window_features(units, price, promo, cal, spec)
+    p, k = units.shape[1], len(plan_price)
+    ref = reference_price(price[:, :p], spec.context_days)  # window_features' own: the past days only
+    future = known_features(plan_price, plan_promo, cal[p:], np.repeat(ref, k))
+    return {
+        "past_features": one["past_features"],
+        "future_plans": future[None],
+        "series_scale": one["series_scale"],
+        "store_ids": shift_ids(np.array([store]), spec.n_stores),
+        "category_ids": shift_ids(np.array([category]), spec.n_categories),
+    }
+
+
+def _request_window(
+    units: np.ndarray,
+    price: np.ndarray,
+    promo: np.ndarray,
+    first_date: np.datetime64,
+    events: np.ndarray,
+    spec: FeatureSpec,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """request_features' window: the last context_days of the past (NaN-padded on the left when shorter) and
+    the horizon -> units [B, L], price and promo [B, L + H] (float64), calendar [L + H, C]."""
     units = np.asarray(units, dtype=np.float64)
     price, promo = np.asarray(price, dtype=np.float64), np.asarray(promo, dtype=np.float64)
     b, p = units.shape
@@ -266,8 +316,4 @@ def request_features(
         events = np.concatenate([np.zeros((pad, events.shape[1])), events], axis=0)
     dates = np.datetime64(first_date, "D") - pad + np.arange(pad + p + h)
     cut = pad + p - lctx  # too long a history: keep the last context_days
-    cal = calendar_features(dates[cut:], events[cut:])
-    out = window_features(units[:, cut:], price[:, cut:], promo[:, cut:], cal, spec)
-    out["store_ids"] = shift_ids(store, spec.n_stores)
-    out["category_ids"] = shift_ids(category, spec.n_categories)
-    return out
+    return units[:, cut:], price[:, cut:], promo[:, cut:], calendar_features(dates[cut:], events[cut:])

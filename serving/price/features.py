@@ -1,4 +1,5 @@
-"""The TCN's inputs for one stored (store, item) series at many candidate prices: one row per price.
+"""The TCN's inputs for one stored (store, item) series at many candidate prices: one row per price, or
+(`plans_at`) one row with a plan per price for the plans model (model_specs.TCN_PLANS, the past built once).
 
 Reads the forecast capability's sales store (serving/forecast/source.py `StoredSales`, export's
 features/sales.npz): the stored window of units, prices, promotions and calendar. Every row has the same
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from serving.contracts.errors import InvalidInput
-from serving.forecast.features import request_features
+from serving.forecast.features import plan_features, request_features
 from serving.forecast.source import SALES_FILE, StoredSales
 
 __all__ = ["SALES_FILE", "PricedSeries", "StoredSales", "priced_series"]
@@ -50,6 +51,26 @@ class PricedSeries:
         category = np.full(b, s.series_category[r])
         inputs = request_features(
             units, price, promo, np.datetime64(s.first_date, "D"), s.events, store, category, s.spec
+        )
+        return {k: np.ascontiguousarray(v) for k, v in inputs.items()}
+
+    def plans_at(self, prices: np.ndarray) -> dict[str, np.ndarray]:
+        """The plans model's named inputs: one row, the past once and a plan per price [1, K, ...]; plan k
+        equals row k of `inputs_at` (the candidate as the shelf price on every forecast day, no promotion)."""
+        s, r = self.sales, self.row
+        shape = (len(prices), s.price.shape[1] - s.units.shape[1])
+        plan = np.broadcast_to(np.asarray(prices, dtype=np.float64)[:, None], shape)
+        inputs = plan_features(
+            s.units[r],
+            s.price[r],
+            s.promo[r],
+            plan,
+            np.zeros(shape),
+            np.datetime64(s.first_date, "D"),
+            s.events,
+            int(s.series_store[r]),
+            int(s.series_category[r]),
+            s.spec,
         )
         return {k: np.ascontiguousarray(v) for k, v in inputs.items()}
 

@@ -2,8 +2,10 @@
 
 1. The stored series, its current price and the prices it has sold at (serving/price/features.py).
 2. The allowed range from the rails and a grid of candidates inside it (serving/price/rails.py).
-3. One TCN call: every candidate, a probe beyond each end of the range and the current price are rows
-   of ONE batch, so a 21-price question costs one forecast call of 24 rows, not 24 calls.
+3. One model call for every candidate, a probe beyond each end of the range and the current price. With
+   the plans model served (model_specs.TCN_PLANS, exported with the TCN) that is one row: the past once
+   and a plan per price, so the encoder runs once per question. Else they are rows of ONE TCN batch (24
+   rows for 21 prices, each re-running the encoder over the same past). Both give the same answer (tests).
 4. Units, revenue and profit per row (serving/price/advice.py); the best candidate for the objective.
 
 Never silent about what it cannot know: the answer flags a recommended price that a rail holds back
@@ -16,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from serving.contracts.errors import InvalidInput
+from serving.contracts.model_specs import TCN_PLANS
 from serving.price.advice import Outcomes, best_index, elasticity, outcomes
 from serving.price.features import PricedSeries, priced_series
 from serving.price.rails import NoFeasiblePrice, PriceRange, candidate_prices, price_range, probe_prices
@@ -29,7 +32,8 @@ RANGE_TOLERANCE = 0.005  # prices within 0.5 % of the seen range count as seen (
 async def price(rt: Runtime, req: PriceRequest) -> PriceResponse:
     timer = StageTimer(rt.metrics, "price")
     with timer.stage("features"):
-        name = rt.settings.forecast_model
+        plans = plans_model(rt)
+        name = plans or rt.settings.forecast_model
         model = rt.model(name)
         series = priced_series(rt.artifacts.need("forecast"), req.store_id, req.item_id)
         try:
@@ -45,17 +49,28 @@ async def price(rt: Runtime, req: PriceRequest) -> PriceResponse:
             raise InvalidInput([exc.field], str(exc)) from None
         grid = candidate_prices(rng, req.candidates)
         rows = np.concatenate([grid, probe_prices(grid), [series.current_price]])
-        inputs = series.inputs_at(rows)
+        inputs = series.plans_at(rows) if plans else series.inputs_at(rows)
     with timer.stage("model"):
         out = await rt.infer(name, inputs)
     with timer.stage("advice"):
-        q = np.asarray(out["quantiles"], dtype=np.float64)
-        mean = np.asarray(out["mean"], dtype=np.float64) if "mean" in out else None
+        # The plans model answers [1, K, ...]: its one row's plans are the rows' answers.
+        per_price = {k: np.asarray(v[0] if plans else v, dtype=np.float64) for k, v in out.items()}
+        q, mean = per_price["quantiles"], per_price.get("mean")
         days = min(req.horizon_days, q.shape[1])
         res = outcomes(rows, q, mean, series.sales.quantiles, days, req.unit_cost, req.stock)
         answer = _answer(req, series, res, len(grid), rng, days)
     answer.model_versions, answer.timings_ms = {name: model.version}, timer.ms
     return answer
+
+
+def plans_model(rt: Runtime) -> str | None:
+    """The plans model when it is served and, where the manifest says, exported from the forecaster's own
+    checkpoint (else its answers could differ from /v1/forecast's); None: the rows path through the forecaster."""
+    if TCN_PLANS.name not in rt.models():
+        return None
+    models = (rt.manifest or {}).get("models") or {}
+    ours, its = (models.get(n, {}).get("checkpoint_sha256") for n in (rt.settings.forecast_model, TCN_PLANS.name))
+    return TCN_PLANS.name if ours is None or its is None or ours == its else None
 
 
 def _answer(

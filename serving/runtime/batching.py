@@ -7,7 +7,9 @@ added latency on CPU (bench/results). With `concurrency` > 1, a batch started wh
 until `max_batch_size` rows are queued or the oldest has waited `max_delay_s` (Triton's dynamic batching
 rule). The worker concatenates them, pads variable-length axes (history length, tokens) to the longest
 in the batch with `pad_value` (0: the padding id and mask value of every model here, which the models
-ignore), runs the backend once and hands each request its own slice of the outputs.
+ignore), runs the backend once and hands each request its own slice of the outputs. A model whose outputs
+have a variable axis too (the plans model's [plans, horizon, quantiles]) would hand a padded request the
+padding's outputs as well, so there only requests of equal shapes share a batch (as Triton batches them).
 
 While a batch runs, new requests keep queueing, so the next batch is fuller under load with no extra
 wait when idle. The queue is bounded in rows: a request that does not fit gets `Overloaded` (HTTP 503
@@ -115,9 +117,11 @@ class _Pending:
     future: asyncio.Future[Arrays]
     enqueued: float = field(default_factory=time.perf_counter)
     width: int = 1  # cells per row along the padded axes (tokens, history length): what padding multiplies
+    shapes: tuple[tuple[int, ...], ...] = ()  # every input's shape past the row axis (batches that never pad)
 
     def __post_init__(self) -> None:
-        self.width = max((int(np.prod(a.shape[1:])) for a in self.inputs.values() if a.ndim > 1), default=1)
+        self.shapes = tuple(a.shape[1:] for a in self.inputs.values())
+        self.width = max((int(np.prod(s)) for s in self.shapes if s), default=1)
 
 
 # A batch may spend at most this share of its cells on padding: a long text padded with short ones runs the
@@ -131,6 +135,7 @@ class BatchParams:
     max_delay_s: float
     max_queue_rows: int
     concurrency: int = 1
+    pad: bool = True  # False: only requests of equal shapes share a batch (outputs with a variable axis)
 
 
 class MicroBatcher:
@@ -321,6 +326,9 @@ class MicroBatcher:
                 self._queue.appendleft(p)
                 break
             wide = max(width, p.width)
+            if batch and not self.params.pad and p.shapes != batch[0].shapes:
+                kept.append(p)  # another shape, and padding would show in the outputs: the next batch
+                continue
             if batch and wide * (rows + p.rows) > (cells + p.rows * p.width) / (1 - MAX_PADDING):
                 kept.append(p)  # another length: the next batch
                 continue
@@ -387,7 +395,8 @@ class BatchingBackend(InferenceBackend):
     def params_for(self, info: ModelInfo) -> BatchParams:
         size = min(self._max_batch or info.max_batch_size, info.max_batch_size)
         delay = self._max_delay_ms / 1e3 if self._max_delay_ms is not None else info.max_queue_delay_us / 1e6
-        return BatchParams(size, delay, size * self._queue_batches, self._concurrency)
+        pad = not any(t.dynamic_axes for t in info.outputs)  # a padded axis that reaches the outputs is never padded
+        return BatchParams(size, delay, size * self._queue_batches, self._concurrency, pad)
 
     def batcher(self, model: str) -> MicroBatcher | None:
         return self._batchers.get(model)

@@ -7,7 +7,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from bench import checks, payloads
+from bench import checks, payloads, price_cost
 from serving.app import create_app
 from serving.runtime.settings import Settings
 from tests.serving.price import helpers as h
@@ -40,3 +40,12 @@ def test_price_pool_is_valid_and_answers_pass_the_check(root):
         assert "not the best" in checks.check_price(json.dumps(worse_answer).encode(), body)[0]
     over = {**body, "stock": 0.5}
     assert checks.check_price(r.content, over)[0] == "expected units above the stock sent"
+
+
+def test_price_cost_measures_both_paths_and_checks_they_agree(root):
+    r = price_cost.measure(root / "artifacts", root / "model_repository", 5, 2, 0.02, 1)
+    assert r["rows"] == 8 and r["plans_model"].endswith("tcn_plans/1/model.onnx")
+    assert r["plans_max_rel_diff"] < 1e-5  # the plans stand-in answers each plan as the TCN answers its row
+    assert all(r[k] > 0 for k in ("one", "batch", "by_one", "plans", "rows_inputs", "plans_inputs"))
+    text = price_cost.markdown(r, "python -m bench.price_cost")
+    assert "one row of 8 plans" in text and "all rows in one call" in text

@@ -108,3 +108,25 @@ def test_int8_quantisation_of_the_intent_model(tiny_export, tmp_path):
     assert int8[0].shape == fp32[0].shape and np.allclose(int8[1].sum(1), 1.0, atol=1e-4)
     # int8 weights move the logits a little, not wholesale (measured: correlation 0.998 on this tiny model).
     assert np.corrcoef(fp32[0].ravel(), int8[0].ravel())[0, 1] > 0.98
+
+
+def test_plans_model_equals_the_tcn_row_by_row(tiny_export):
+    """tcn_plans (encoder once, K plans) answers every plan as the TCN answers that plan as a row of its own."""
+    tcn, plans = tiny_export("tcn"), tiny_export("tcn_plans")
+    same = zip(tcn.module.state_dict().items(), plans.module.state_dict().items(), strict=True)
+    assert all(a == b and torch.equal(x, y) for (a, x), (b, y) in same), "the tiny models must share weights"
+    spec = SPECS["tcn"]
+    for batch, k in ((1, 24), (3, 5)):
+        arrays = SPECS["tcn_plans"].example_inputs(plans.config, batch, np.random.default_rng(k), length=k)
+        got = onnx_export.ort_session(plans.result.path).run(["quantiles", "mean"], arrays)
+        # The TCN's rows: each series' past repeated, one plan per row (what /v1/price sends without tcn_plans).
+        rows = {n: np.repeat(a, k, axis=0) for n, a in arrays.items() if n != "future_plans"}
+        rows["future_features"] = arrays["future_plans"].reshape(batch * k, *arrays["future_plans"].shape[2:])
+        rows = {n: rows[n] for n in spec.input_names}
+        with torch.no_grad():
+            torch_rows = [o.numpy() for o in tcn.module(*(torch.from_numpy(a) for a in rows.values()))]
+        ort_rows = onnx_export.ort_session(tcn.result.path).run(["quantiles", "mean"], rows)
+        for g, want in ((got, torch_rows), (got, ort_rows)):
+            for out, w in zip(g, want, strict=True):
+                assert out.shape == (batch, k, *w.shape[1:])
+                np.testing.assert_allclose(out.reshape(w.shape), w, atol=spec.atol, rtol=spec.rtol)

@@ -26,10 +26,10 @@ def exported(tmp_path_factory):
 
 def test_every_model_with_a_checkpoint_is_exported(exported):
     args, report = exported
-    assert set(report["models"]) == {"user_tower", "item_tower", "din", "tcn"}
+    assert set(report["models"]) == {"user_tower", "item_tower", "din", "tcn", "tcn_plans"}
     assert "tcn" in report["table"]
     assert [r["model"] for r in report["skipped"]] == ["intent_bert"]
-    for name in ("user_tower", "din", "tcn"):
+    for name in ("user_tower", "din", "tcn", "tcn_plans"):
         cfg_path = args.repo / name / "config.pbtxt"
         check_config(parse_config(cfg_path), args.repo / name / "1" / "model.onnx")
     assert (args.artifacts / "models" / "item_tower" / "model.onnx").is_file()
@@ -51,10 +51,18 @@ def test_manifest_verifies_and_describes_retrieval(exported):
     retrieval = body["retrieval"]
     assert retrieval["item_count"] == behavior.PROFILES["tiny"].n_items and retrieval["index_type"] == "flat"
     assert retrieval["query_source"] == "user tower over stored histories" and retrieval["recall_at_20"] == 1.0
+    assert retrieval["memory_budget_mb"] == 2048 and 0 < retrieval["memory_estimate_mb"] <= retrieval["file_mb"] * 1.05
     assert body["models"]["din"]["file"] == "model_repository/din/1/model.onnx"
     assert body["models"]["din"]["data_fingerprint"] == body["data"]["behavior"]
     assert body["models"]["tcn"]["data_fingerprint"] == body["data"]["sales"]
     assert "model_repository/tcn/config.pbtxt" in body["files"]
+
+
+def test_index_memory_budget_option():
+    from export.__main__ import parse_args
+
+    assert parse_args([]).index_memory_mb == 2048
+    assert parse_args(["--index-memory-mb", "512"]).index_memory_mb == 512
 
 
 def test_report_has_sizes_and_parity(exported):
@@ -99,6 +107,9 @@ def test_versions_are_reused_then_bumped_and_tampering_is_caught(exported, tmp_p
     save_tiny(args.checkpoints, "tcn", "tcn", cfg)
     bumped = run_export(replace(args, models=("tcn",)))
     assert bumped["models"]["tcn"]["version"] == 2
+    # The plans variant follows its model: exported again with it, from the same (new) checkpoint.
+    assert bumped["models"]["tcn_plans"]["version"] == 2
+    assert bumped["models"]["tcn_plans"]["checkpoint_sha256"] == bumped["models"]["tcn"]["checkpoint_sha256"]
     assert (args.repo / "tcn" / "1").is_dir() and (args.repo / "tcn" / "2" / "model.onnx").is_file()
     body = verify_manifest(args.artifacts / "manifest.json")  # the models not re-exported are carried over
     assert body["models"]["tcn"]["version"] == 2 and {"din", "user_tower", "item_tower"} <= set(body["models"])

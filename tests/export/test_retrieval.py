@@ -19,12 +19,43 @@ def test_choice_by_catalogue_size():
     assert retrieval.choose_index(1_000, 64).kind == "flat"
     ivf = retrieval.choose_index(1_000_000, 64)
     assert ivf.kind == "ivf_flat" and ivf.params["nlist"] == 4000
-    pq = retrieval.choose_index(5_000_000, 64)
+    pq = retrieval.choose_index(10_000_000, 64)  # IVF-Flat's 2.4 GiB is over the default 2 GiB
     assert pq.kind == "ivf_pq" and 64 % pq.params["m"] == 0
     assert retrieval.choose_index(1_000, 64, "hnsw").params["M"] == 32
     assert retrieval.choose_index(1_000, 64, "ivf_flat", nlist=8).params["nlist"] == 8
     with pytest.raises(ValueError, match="index kind"):
         retrieval.choose_index(10, 4, "lsh")
+
+
+def test_default_budget_keeps_the_profiles_choices():
+    # the quick (5k), full (50k) and catalog1m (1M) catalogues pick what they picked before the budget existed
+    assert [retrieval.choose_index(n, 64).kind for n in (5_000, 50_000, 1_000_000)] == ["flat", "flat", "ivf_flat"]
+
+
+def test_budget_moves_down_the_ladder_and_fails_clearly():
+    assert retrieval.choose_index(40_000, 64, memory_mb=11).kind == "flat"  # 9.8 MiB
+    assert retrieval.choose_index(40_000, 64, memory_mb=9).kind == "ivf_pq"  # IVF-Flat is larger than flat (ids)
+    assert retrieval.choose_index(1_000_000, 64, memory_mb=100).kind == "ivf_pq"  # 38 MiB of codes and ids
+    assert retrieval.choose_index(3_000_000, 64).kind == "ivf_flat"  # 755 MiB: the old 2M cap is gone
+    with pytest.raises(retrieval.IndexBudgetError, match=r"ivf_pq, the smallest kind, needs about 3,8\d\d MiB"):
+        retrieval.choose_index(100_000_000, 64)
+    with pytest.raises(retrieval.IndexBudgetError, match="--index-memory-mb"):
+        retrieval.choose_index(1_000_000, 64, "hnsw", memory_mb=100)  # an explicit kind must fit too
+    assert retrieval.choose_index(100_000_000, 64, memory_mb=4096).kind == "ivf_pq"
+
+
+@pytest.mark.parametrize("kind", retrieval.KINDS)
+def test_memory_estimate_matches_the_serialised_index(kind):
+    x = clustered(6_000)
+    choice = retrieval.choose_index(len(x), x.shape[1], kind)
+    index, _ = retrieval.build_index(x, choice, use_gpu=False)
+    size = retrieval.faiss.serialize_index(index).size
+    assert size == pytest.approx(retrieval.estimate_bytes(len(x), x.shape[1], choice), rel=0.03)
+
+
+def test_build_report_records_the_budget():
+    _, report = retrieval.build_and_measure(clustered(2_000), "auto", k=10, n_queries=20, memory_mb=64)
+    assert report["memory_budget_mb"] == 64 and 0 < report["memory_estimate_mb"] < 64
 
 
 def test_ann_recall_at_k_counts_overlap():

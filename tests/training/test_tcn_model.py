@@ -112,6 +112,18 @@ def test_training_path_matches_forward_at_the_last_origin():
     torch.testing.assert_close(mean_s[:, 0] * scale, mean)
 
 
+def test_pricing_path_answers_each_plan_as_forward_does():
+    model = _model(dilations=(1, 2, 4), price_elasticity=True)
+    x = _inputs(3, 40)
+    plans = torch.randn(3, 4, N_FUT, H, generator=torch.Generator().manual_seed(2))
+    q, mean = model.forecast_plans(x["past_features"], plans, x["series_scale"], x["store_ids"], x["category_ids"])
+    assert q.shape == (3, 4, H, 3) and mean.shape == (3, 4, H)
+    for k in range(4):
+        q_k, mean_k = model(**{**x, "future_features": plans[:, k]})
+        torch.testing.assert_close(q[:, k], q_k)
+        torch.testing.assert_close(mean[:, k], mean_k)
+
+
 def test_outputs_scale_with_series_scale_inputs_held():
     model = _model(dilations=(1, 2))
     x = _inputs(2, 20)

@@ -36,6 +36,8 @@ set prices with. The factor is positive, so the quantiles stay ordered.
 
 `forecast_origins` is the training path: the same layers at the last K positions of a long window
 (every position is a forecast origin, as in MQ-RNN's forking sequences), unclamped and scaled.
+`forecast_plans` is the pricing path: K plans of the horizon for one past, the encoder run once (its state
+ignores the future), each plan decoded as `forward` would.
 """
 
 from __future__ import annotations
@@ -205,6 +207,28 @@ class TCNForecaster(nn.Module):
         stat = static.unsqueeze(1).expand(-1, k, -1)
         q, mean = self.decode(states.reshape(b * k, -1), stat.reshape(b * k, -1), future_windows.flatten(0, 1))
         return q.reshape(b, k, *q.shape[1:]), mean.reshape(b, k, -1)
+
+    def forecast_plans(
+        self,
+        past_features: torch.Tensor,
+        future_plans: torch.Tensor,
+        series_scale: torch.Tensor,
+        store_ids: torch.Tensor,
+        category_ids: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Serving path of K plans per series: future_plans [B, K, n_future, H] -> (quantiles [B, K, H, n_q],
+        mean [B, K, H]), plan k equal to `forward` with future_features = future_plans[:, k]. The encoder's last
+        state does not see the future, so it runs once per series here, not once per plan."""
+        b, k = future_plans.shape[:2]
+        static = self.static(series_scale, store_ids, category_ids)
+        state = self.encode(past_features, static)[:, -1]
+        q, mean = self.decode(
+            state.unsqueeze(1).expand(-1, k, -1).reshape(b * k, -1),
+            static.unsqueeze(1).expand(-1, k, -1).reshape(b * k, -1),
+            future_plans.flatten(0, 1),
+        )
+        scale = series_scale.reshape(-1, 1, 1)
+        return F.relu(q.reshape(b, k, *q.shape[1:])) * scale.unsqueeze(-1), mean.reshape(b, k, -1) * scale
 
     def forward(
         self,

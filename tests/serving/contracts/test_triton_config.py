@@ -11,7 +11,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from serving.contracts.model_specs import SPECS, served_specs
+from serving.contracts.model_specs import SPECS, TCN_MAX_PLANS, served_specs
 from serving.contracts.triton_config import (
     TritonOptions,
     build_config,
@@ -24,20 +24,22 @@ from serving.contracts.triton_config import (
 ROOT = Path(__file__).resolve().parents[3]
 
 _REC = {"max_hist": 5, "n_items": 20, "n_categories": 4, "dim": 8, "user_feature_cardinalities": [3, 2]}
+_TCN = {
+    "n_past": 4,
+    "n_future": 2,
+    "context_days": 14,
+    "horizon": 7,
+    "n_stores": 3,
+    "n_categories": 4,
+    "quantiles": [0.1, 0.5, 0.9],
+}
 # A small checkpoint config for every served spec (the keys its dims, dim rules and example maker read).
 CONFIGS: dict[str, dict[str, object]] = {
     "user_tower": _REC,
     "din": _REC,
     "intent_bert": {"max_len": 16, "vocab_size": 30, "n_labels": 5},
-    "tcn": {
-        "n_past": 4,
-        "n_future": 2,
-        "context_days": 14,
-        "horizon": 7,
-        "n_stores": 3,
-        "n_categories": 4,
-        "quantiles": [0.1, 0.5, 0.9],
-    },
+    "tcn": _TCN,
+    "tcn_plans": _TCN,
 }
 
 
@@ -116,3 +118,15 @@ def test_config_problems_name_what_disagrees_with_the_spec():
     problems = config_problems(cfg, spec)
     assert any("input 'hist_item_ids' TYPE_INT32[-1] != spec TYPE_INT64[-1]" in p for p in problems)
     assert any("warm-up 'batch_1_hist_5' inputs" in p for p in problems)
+
+
+def test_plans_axis_is_dynamic_and_warmed_up_at_its_maximum():
+    spec = SPECS["tcn_plans"]
+    cfg = build_config(spec, _TCN, TritonOptions(accelerator="tensorrt"))
+    dims = {t.name: list(t.dims) for t in (*cfg.input, *cfg.output)}
+    assert dims["future_plans"] == [-1, 2, 7] and dims["past_features"] == [4, 14]
+    assert dims["quantiles"] == [-1, 7, 3] and dims["mean"] == [-1, 7]
+    assert {tuple(w.inputs["future_plans"].dims) for w in cfg.model_warmup} == {(TCN_MAX_PLANS, 2, 7)}
+    trt = cfg.optimization.execution_accelerators.gpu_execution_accelerator[0].parameters
+    assert f"future_plans:{spec.max_batch_size}x{TCN_MAX_PLANS}x2x7" in trt["trt_profile_max_shapes"]
+    assert "future_plans:1x1x2x7" in trt["trt_profile_min_shapes"]

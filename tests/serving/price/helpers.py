@@ -2,7 +2,8 @@
 
 The stand-in's demand is log-log in price with a known elasticity per category, so the best price is known
 in closed form: per day, mean = series_scale * mean(units_scaled over the window) * exp(e[category] *
-log_price_ratio), and the quantiles are mean * (0.6, 1, 1.4). Built with onnx.helper (no torch).
+log_price_ratio), and the quantiles are mean * (0.6, 1, 1.4). Built with onnx.helper (no torch). The plans
+stand-in (tcn_plans's tensors) computes the same per plan, from one past and K plans of the horizon.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from onnx import TensorProto, helper
 
-from serving.contracts.model_specs import TCN
+from serving.contracts.model_specs import TCN, TCN_PLANS
 from serving.forecast.features import FeatureSpec
 from serving.runtime.manifest import write_manifest
 from tests.serving import gateway_helpers as g
@@ -71,6 +72,48 @@ def price_tcn_graph() -> helper.GraphProto:
     return helper.make_graph(nodes, "tcn", ins, outs, inits)  # store_ids is an input it ignores
 
 
+def price_tcn_plans_graph() -> helper.GraphProto:
+    """price_tcn_graph per plan: past_features [B, n_past, L] once, future_plans [B, K, n_future, H] ->
+    quantiles [B, K, H, 3], mean [B, K, H], each plan's values those of price_tcn_graph with it as the future."""
+    c = g._const
+    nodes = [
+        helper.make_node("Gather", ["past_features", "zero"], ["units"], axis=1),  # [B, L]
+        helper.make_node("ReduceMean", ["units", "axis1"], ["level"], keepdims=1),  # [B, 1]
+        helper.make_node("Gather", ["future_plans", "zero"], ["ratio"], axis=2),  # [B, K, H]
+        helper.make_node("Gather", ["E", "category_ids"], ["e"], axis=0),  # [B]
+        helper.make_node("Unsqueeze", ["e", "axes12"], ["e3"]),  # [B, 1, 1]
+        helper.make_node("Mul", ["e3", "ratio"], ["shift"]),
+        helper.make_node("Exp", ["shift"], ["factor"]),  # [B, K, H]
+        helper.make_node("Unsqueeze", ["series_scale", "axis1"], ["scale2"]),
+        helper.make_node("Mul", ["level", "scale2"], ["base"]),  # [B, 1]
+        helper.make_node("Unsqueeze", ["base", "axis2"], ["base3"]),  # [B, 1, 1]
+        helper.make_node("Mul", ["base3", "factor"], ["mean"]),  # [B, K, H]
+        helper.make_node("Unsqueeze", ["mean", "axis3"], ["mean4"]),
+        helper.make_node("Mul", ["mean4", "spread"], ["quantiles"]),  # [B, K, H, 3]
+    ]
+    inits = [
+        c("zero", np.array(0, np.int64)),
+        c("axis1", np.array([1], np.int64)),
+        c("axis2", np.array([2], np.int64)),
+        c("axis3", np.array([3], np.int64)),
+        c("axes12", np.array([1, 2], np.int64)),
+        c("E", np.array(ELASTICITY, np.float32)),
+        c("spread", np.array(SPREAD, np.float32)),
+    ]
+    ins = [
+        helper.make_tensor_value_info("past_features", F32, ["batch", SPEC.n_past, SPEC.context_days]),
+        helper.make_tensor_value_info("future_plans", F32, ["batch", "plans", SPEC.n_future, H]),
+        helper.make_tensor_value_info("series_scale", F32, ["batch"]),
+        helper.make_tensor_value_info("store_ids", I64, ["batch"]),
+        helper.make_tensor_value_info("category_ids", I64, ["batch"]),
+    ]
+    outs = [
+        helper.make_tensor_value_info("quantiles", F32, ["batch", "plans", H, 3]),
+        helper.make_tensor_value_info("mean", F32, ["batch", "plans", H]),
+    ]
+    return helper.make_graph(nodes, "tcn_plans", ins, outs, inits)
+
+
 def tcn_config() -> dict[str, object]:
     return {
         "n_past": SPEC.n_past,
@@ -86,6 +129,11 @@ def tcn_config() -> dict[str, object]:
 def add_price_tcn(repo: Path, version: int = 1, max_batch_size: int = 128) -> None:
     g.write_tiny_config(repo, TCN, tcn_config(), max_batch_size=max_batch_size)
     g._save(price_tcn_graph(), repo / "tcn" / str(version) / "model.onnx")
+
+
+def add_price_tcn_plans(repo: Path, version: int = 1, max_batch_size: int = 16) -> None:
+    g.write_tiny_config(repo, TCN_PLANS, tcn_config(), max_batch_size=max_batch_size)
+    g._save(price_tcn_plans_graph(), repo / TCN_PLANS.name / str(version) / "model.onnx")
 
 
 def sales_arrays() -> dict[str, np.ndarray]:
@@ -118,10 +166,13 @@ def sales_arrays() -> dict[str, np.ndarray]:
     }
 
 
-def build(root: Path, max_batch_size: int = 128) -> Path:
-    """root/model_repository (the tiny models, the price-sensitive TCN) and root/artifacts with a sales store."""
+def build(root: Path, max_batch_size: int = 128, plans: bool = True) -> Path:
+    """root/model_repository (the tiny models, the price-sensitive TCN and, with `plans`, its plans model, as
+    export writes them) and root/artifacts with a sales store."""
     repo = g.build_repository(root / "model_repository")
     add_price_tcn(repo, max_batch_size=max_batch_size)
+    if plans:
+        add_price_tcn_plans(repo)
     art = g.build_artifacts(root / "artifacts", repo, manifest=False)
     sales = art / "features" / "sales.npz"
     np.savez(sales, **sales_arrays())

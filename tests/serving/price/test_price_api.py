@@ -1,7 +1,10 @@
-"""/v1/price over the tiny price-sensitive TCN (tests/serving/price/helpers.py): guard rails, flags, invalid
-input, the known optimum, and one backend call per request whose rows equal one-by-one answers."""
+"""/v1/price over the tiny price-sensitive TCN and its plans model (tests/serving/price/helpers.py): guard rails,
+flags, invalid input, the known optimum, and one backend call per request: one row of K plans, or K rows of the
+TCN where the plans model is not served, the same answer either way and equal to one-by-one answers."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from serving.price.features import priced_series
+from serving.price.pipeline import plans_model
 from serving.runtime.settings import Settings
 from tests.serving.price import helpers as h
 
@@ -33,7 +37,8 @@ def ask(client, **body):
 
 def test_registered_with_the_forecast_components_and_model(client):
     caps = client.get("/v1/models").json()["capabilities"]
-    assert caps["price"] == {"endpoints": ["/v1/price"], "models": {"tcn": 1}, "components": {"forecast": "ok"}}
+    models = {"tcn": 1, "tcn_plans": 1}
+    assert caps["price"] == {"endpoints": ["/v1/price"], "models": models, "components": {"forecast": "ok"}}
 
 
 def test_interior_optimum_is_found_and_the_elasticity_estimated(client):
@@ -135,17 +140,22 @@ def test_invalid_input_is_a_422_naming_the_field(client, body, field):
 
 
 class CountingBackend:
-    """Wraps the app's backend: records every call's row count; with `one_by_one`, sends each row on its own."""
+    """Wraps the app's backend: records every call's (model, rows, plans); with `rows_only`, hides the plans model
+    (the pipeline then asks the TCN, as where it is not served); with `one_by_one`, sends each row on its own."""
 
-    def __init__(self, inner, one_by_one: bool = False):
-        self.inner, self.one_by_one, self.rows = inner, one_by_one, []
+    def __init__(self, inner, rows_only: bool = False, one_by_one: bool = False):
+        self.inner, self.rows_only, self.one_by_one, self.rows = inner, rows_only, one_by_one, []
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
+    def models(self):
+        return {k: v for k, v in self.inner.models().items() if not (self.rows_only and k == "tcn_plans")}
+
     async def infer(self, model, inputs):
         n = len(next(iter(inputs.values())))
-        self.rows.append(n)
+        plans = inputs["future_plans"].shape[1] if "future_plans" in inputs else None
+        self.rows.append((model, n, plans))
         if not self.one_by_one:
             return await self.inner.infer(model, inputs)
         parts = [await self.inner.infer(model, {k: v[i : i + 1] for k, v in inputs.items()}) for i in range(n)]
@@ -161,19 +171,42 @@ def _answer_with(client, backend, body):
         rt.backend = saved
 
 
-def test_one_backend_call_per_request_equal_to_one_by_one_answers(client):
-    body = {**ELASTIC, "unit_cost": 3.0, "candidates": 20, "stock": 60}
-    batched, rows = _answer_with(client, CountingBackend, body)
-    assert rows == [len(batched["candidates"]) + 3]  # the candidates, two probes and the current price: one call
-    single, rows = _answer_with(client, lambda b: CountingBackend(b, one_by_one=True), body)
-    assert rows == [len(batched["candidates"]) + 3]
-    for answer in (batched, single):
-        answer.pop("timings_ms")
-    a, b = _flat(single), _flat(batched)
+@pytest.mark.parametrize("candidates", [20, 64])
+def test_one_call_per_request_the_plans_and_rows_paths_give_one_answer(client, candidates):
+    body = {**ELASTIC, "unit_cost": 3.0, "candidates": candidates, "stock": 60}
+    k = candidates + 3  # the candidates, two probes and the current price
+    plans, calls = _answer_with(client, CountingBackend, body)
+    assert len(plans["candidates"]) == candidates and calls == [("tcn_plans", 1, k)]  # one row: the past once
+    rows, calls = _answer_with(client, lambda b: CountingBackend(b, rows_only=True), body)
+    assert calls == [("tcn", k, None)]  # one call of k TCN rows
+    single, calls = _answer_with(client, lambda b: CountingBackend(b, rows_only=True, one_by_one=True), body)
+    assert calls == [("tcn", k, None)]
+    assert plans.pop("model_versions") == {"tcn_plans": 1}
+    assert rows.pop("model_versions") == single.pop("model_versions") == {"tcn": 1}
+    for other in (rows, single):
+        _assert_same_answer(other, plans)
+
+
+def _assert_same_answer(a: dict, b: dict) -> None:
+    a, b = _flat({**a, "timings_ms": None}), _flat({**b, "timings_ms": None})
     assert a.keys() == b.keys()
     numbers = [k for k, v in b.items() if isinstance(v, float)]
     assert [a[k] for k in numbers] == pytest.approx([b[k] for k in numbers], rel=1e-6)
     assert {k: v for k, v in a.items() if k not in numbers} == {k: v for k, v in b.items() if k not in numbers}
+
+
+def test_plans_model_is_used_only_from_the_forecasters_checkpoint():
+    rt = SimpleNamespace(settings=SimpleNamespace(forecast_model="tcn"), models=lambda: {"tcn": 1, "tcn_plans": 1})
+    ckpt = {"tcn": {"checkpoint_sha256": "a"}, "tcn_plans": {"checkpoint_sha256": "a"}}
+    for manifest, want in (
+        (None, "tcn_plans"),  # nothing says otherwise (manifest checks off)
+        ({"models": ckpt}, "tcn_plans"),
+        ({"models": {**ckpt, "tcn_plans": {"checkpoint_sha256": "b"}}}, None),  # an older export's weights
+    ):
+        rt.manifest = manifest
+        assert plans_model(rt) == want
+    rt.models = lambda: {"tcn": 1}
+    assert plans_model(rt) is None
 
 
 def _flat(value, key=""):
@@ -199,3 +232,25 @@ def test_batched_rows_equal_single_row_forecasts(client):
         for name in ("quantiles", "mean"):
             np.testing.assert_allclose(batch[name][i], one[name][0], rtol=1e-6)
     assert batch["mean"][0].sum() > batch["mean"][-1].sum()  # lower price, more demand
+
+
+def test_plans_inputs_are_the_rows_inputs_and_answer_alike(client):
+    """One row of K plans carries exactly the K TCN rows' inputs (the past once), and the plans model answers
+    each plan as the TCN answers its row."""
+    rt = client.app.state.runtime
+    series = priced_series(rt.artifacts.need("forecast"), "s1", "A")
+    prices = np.array([6.0, 7.0, 8.0, 9.5, 12.0])
+    rows, plans = series.inputs_at(prices), series.plans_at(prices)
+    assert list(plans) == rt.models()["tcn_plans"].input_names
+    np.testing.assert_array_equal(plans["future_plans"][0], rows["future_features"])
+    for name in ("past_features", "series_scale", "store_ids", "category_ids"):
+        assert plans[name].shape[0] == 1 and plans[name].dtype == rows[name].dtype
+        np.testing.assert_array_equal(np.broadcast_to(plans[name], rows[name].shape), rows[name])
+
+    async def both():
+        return await rt.infer("tcn", rows), await rt.infer("tcn_plans", plans)
+
+    by_rows, by_plans = client.portal.call(both)
+    for name in ("quantiles", "mean"):
+        assert by_plans[name].shape == (1, *by_rows[name].shape)
+        np.testing.assert_allclose(by_plans[name][0], by_rows[name], rtol=1e-6)

@@ -1,4 +1,5 @@
-"""The pieces under /v1/price: guard rails -> range and grid, outcomes with the stock cap, the elasticity fit."""
+"""The pieces under /v1/price: guard rails -> range and grid, outcomes with the stock cap, the elasticity fit, and
+the plans model's fit to the forecaster."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serving.contracts.model_specs import TCN, TCN_MAX_PLANS, TCN_PLANS
+from serving.price import capability
 from serving.price.advice import best_index, elasticity, outcomes
 from serving.price.rails import NoFeasiblePrice, candidate_prices, price_range, probe_prices
+from serving.price.schemas import MAX_CANDIDATES
+from serving.runtime.backends.base import ModelInfo, TensorInfo
+from serving.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -98,3 +104,23 @@ def test_the_price_pipeline_imports_no_transport():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env={**os.environ})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def _info(spec, config) -> ModelInfo:
+    r = spec.resolve(config)
+    tensors = [tuple(TensorInfo(t.name, t.dtype, t.dims) for t in ts) for ts in (r.inputs, r.outputs)]
+    return ModelInfo(spec.name, 1, tensors[0], tensors[1], spec.max_batch_size)
+
+
+def test_the_plans_model_must_fit_the_forecaster():
+    assert MAX_CANDIDATES + 3 <= TCN_MAX_PLANS  # the largest question fits one row of the plans model
+    config = {"n_past": 5, "n_future": 3, "context_days": 20, "horizon": 7, "n_stores": 2, "n_categories": 2}
+    config["quantiles"] = [0.1, 0.5, 0.9]
+    settings = Settings(forecast_model="tcn")
+    models = {"tcn": _info(TCN, config), "tcn_plans": _info(TCN_PLANS, config)}
+    assert capability.check({}, models, settings) == []
+    assert capability.CAPABILITY.models(settings, models) == ("tcn", "tcn_plans")
+    other = _info(TCN_PLANS, {**config, "horizon": 14})
+    problems = capability.check({}, {**models, "tcn_plans": other}, settings)
+    assert problems == ["price: tcn_plans does not fit tcn (future_features, mean, quantiles)"]
+    assert capability.CAPABILITY.models(settings, {"tcn": models["tcn"]}) == ("tcn",)

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from serving.contracts.errors import Overloaded, RequestTimeout, ShuttingDown
+from serving.contracts.model_specs import TCN_PLANS
 from serving.runtime.backends.embedded import EmbeddedBackend
 from serving.runtime.batching import BatchingBackend, BatchParams, MicroBatcher, merge_rows, split_rows
 from tests.serving import gateway_helpers as g
+from tests.serving.price import helpers as ph
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -176,3 +178,26 @@ async def test_batching_backend_over_onnx_runtime_matches_unbatched(tmp_path):
         np.testing.assert_allclose(t["prob"], a["prob"], atol=1e-6)
         np.testing.assert_allclose(t["logit"], a["logit"], atol=1e-5)
     assert batches < len(reqs)
+
+
+@pytest.mark.asyncio
+async def test_requests_with_other_plan_counts_are_never_padded_together(tmp_path):
+    """Outputs with a variable axis (the plans model's [plans, H, Q]): padding would hand each request the padded
+    plans' answers too, so only requests of equal shapes share a batch, and each gets exactly its own plans."""
+    repo = tmp_path / "repo"
+    ph.add_price_tcn_plans(repo)
+    inner = EmbeddedBackend(str(repo), provider="cpu")
+    backend = BatchingBackend(inner, max_delay_ms=20)
+    await backend.load()
+    assert not backend.batcher("tcn_plans").params.pad
+    rng = np.random.default_rng(0)
+    counts = (3, 5, 3, 7, 5, 3)
+    reqs = [TCN_PLANS.example_inputs(ph.tcn_config(), 1, rng, length=k) for k in counts]
+    together = await asyncio.gather(*(backend.infer("tcn_plans", r) for r in reqs))
+    alone = [await inner.infer("tcn_plans", r) for r in reqs]
+    batches = backend.batcher("tcn_plans").batches_run
+    await backend.close()
+    for t, a, k in zip(together, alone, counts, strict=True):
+        assert t["quantiles"].shape == (1, k, ph.H, 3) and t["mean"].shape == (1, k, ph.H)
+        np.testing.assert_allclose(t["quantiles"], a["quantiles"], rtol=1e-6)
+    assert batches == len(set(counts))  # requests of equal shapes still shared a batch
