@@ -132,7 +132,8 @@ def test_events_to_log_to_training_to_export_to_reload(tmp_path):
             models = client.get("/v1/models").json()
             assert models["manifest"]["data"]["behavior"] == log_fp
             assert models["manifest"]["data"]["sales"] == old_manifest["data"]["sales"]  # the TCN carried over
-            assert {m["name"]: m["version"] for m in models["models"]} == {"user_tower": 2, "din": 2, "tcn": 1}
+            served = {m["name"]: m["version"] for m in models["models"]}
+            assert served == {"user_tower": 2, "din": 2, "tcn": 1, "tcn_plans": 1}  # the forecasters carried over
             after = recommend(client, user_id=NEW_USER)
             assert not after["fallback"] and not after["degraded"]
             assert after["model_versions"] == {"user_tower": 2, "din": 2}
