@@ -33,8 +33,6 @@ from serving.recommend.retrieval import Retriever
 from serving.runtime.online_store import CatalogueChanges, OnlineStore
 from serving.runtime.registry import Artifacts
 
-FIELDS = ("category_id", "brand_id", "price", "in_stock", "deleted")
-
 
 class ExtendedIds(IdMap):
     """Export's id map with the ids added online after it (indices len(base)...); lookups stay vectorised."""
@@ -68,9 +66,12 @@ class ExtendedIds(IdMap):
 class CatalogueView:
     version: int  # of the online store's catalogue, applied
     features: FeatureStore
-    index: LiveIndex | Retriever | None
-    delta: Delta | None = None
+    index: LiveIndex | Retriever | None  # export's retriever until an item is embedded online
     added: tuple[str, ...] = ()  # shop ids (text) of the items added online, in index order
+
+    @property
+    def delta(self) -> Delta | None:
+        return self.index.delta if isinstance(self.index, LiveIndex) else None
 
 
 class LiveCatalogue:
@@ -79,7 +80,7 @@ class LiveCatalogue:
     def __init__(
         self, features: FeatureStore, retriever: Retriever | None, encoder: ItemEncoder | None, coding: ItemCoding
     ):
-        self.encoder, self.coding = encoder, coding
+        self.retriever, self.encoder, self.coding = retriever, encoder, coding
         self.base_items = len(features.items)
         self.view = CatalogueView(0, features, retriever)
         self._lock = asyncio.Lock()
@@ -126,23 +127,22 @@ class LiveCatalogue:
             available[i] = bool(f.get("in_stock", True)) and not f.get("deleted", False)
         changed = (category[index] != before[0]) | (brand[index] != before[1]) | ~_same(price[index], before[2])
         changed |= index >= n_old  # an added item needs its first vector
-        ids = items.ids if not grow else _extend_ids(items.ids, view.added, added, self.base_items)
+        ids = items.ids if not grow else _extend_ids(items.ids, view.added, added)
         order = _popular_order(items, grow)
         table = ItemTable(ids, category, popularity, available, brand, price, self.base_items, order)
         features = FeatureStore(table, view.features.users)
-        delta, live = view.delta, view.index
+        live = view.index
         embed = index[changed]
-        retriever = view.index.main if isinstance(view.index, LiveIndex) else view.index
-        if embed.size and retriever is not None and self.encoder is not None:
+        if embed.size and self.retriever is not None and self.encoder is not None:
             vectors = self.encoder.encode(
                 model_item_ids(embed, self.base_items),
                 category[embed],
                 brand[embed],
                 coding.price_bucket(price[embed]),
             )
-            delta = (delta or Delta.empty(retriever.dim)).with_vectors(embed, vectors)
-            live = LiveIndex(retriever, delta)
-        return CatalogueView(changes.version, features, live, delta, view.added + tuple(added))
+            delta = (view.delta or Delta.empty(self.retriever.dim)).with_vectors(embed, vectors)
+            live = LiveIndex(self.retriever, delta)
+        return CatalogueView(changes.version, features, live, view.added + tuple(added))
 
 
 def current_features(artifacts: Artifacts) -> FeatureStore:
@@ -177,6 +177,6 @@ def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a == b) | (np.isnan(a) & np.isnan(b))
 
 
-def _extend_ids(ids: IdMap, had: tuple[str, ...], new: list[str], n_base: int) -> ExtendedIds:
+def _extend_ids(ids: IdMap, had: tuple[str, ...], new: list[str]) -> ExtendedIds:
     base = ids.base if isinstance(ids, ExtendedIds) else ids
     return ExtendedIds(base, np.asarray(list(had) + new))
