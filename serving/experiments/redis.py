@@ -9,14 +9,11 @@ budget (SERVING_ONLINE_TIMEOUT_MS); a failure raises `LedgerUnavailable`.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from serving.experiments.ledger import IMPRESSIONS, Engagement, LedgerUnavailable, tally
+from serving.runtime.online_store.redis import bounded, bounded_client
 
 PREFIX = "shopserve:exp:"
 
@@ -53,11 +50,7 @@ class RedisLedger:
         self.ttl_s, self.timeout_s = ttl_s, timeout_s
         self._base = f"{prefix}{experiment}:"
         self._tallies = f"{self._base}tallies"
-        # Its own client (the online store's stays its own); connections open lazily, and `_call` bounds each call
-        # instead of a socket timeout, as the store's do (serving/runtime/online_store/redis.py says why).
-        self._client = aioredis.Redis.from_url(
-            url, socket_timeout=None, socket_connect_timeout=timeout_s, retry_on_timeout=False
-        )
+        self._client = bounded_client(url, timeout_s)  # its own: the online store's stays the store's
         self._shown = self._client.register_script(_SHOWN)
         self._credit = self._client.register_script(_CREDIT)
         self._add = self._client.register_script(_ADD)
@@ -66,11 +59,7 @@ class RedisLedger:
         return f"{self._base}a:{request_id}"
 
     async def _call(self, coro: Awaitable[Any]) -> Any:
-        try:
-            async with asyncio.timeout(self.timeout_s * 2):  # connect + command
-                return await coro
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise LedgerUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+        return await bounded(coro, self.timeout_s, LedgerUnavailable)
 
     async def shown(self, request_id: str, arm: str, items: Sequence[str]) -> None:
         fields: list[str | int] = ["arm", arm]

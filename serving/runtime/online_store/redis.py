@@ -16,7 +16,7 @@ then their hashes; a hash read a moment later than the list is only newer, and t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -64,28 +64,35 @@ return redis.call('LLEN', log)
 """
 
 
+def bounded_client(url: str, timeout_s: float) -> aioredis.Redis:
+    """A client whose connections open lazily (a gateway starts even while Redis is away; /readyz says so, and it
+    recovers with it) and with no socket timeout: `bounded` limits each call instead (redis-py's own per-read
+    timeout costs ~90 us of CPU a call, a third of a user read; a call cancelled mid-read drops its connection)."""
+    return aioredis.Redis.from_url(url, socket_timeout=None, socket_connect_timeout=timeout_s, retry_on_timeout=False)
+
+
+async def bounded(call: Awaitable[Any], timeout_s: float, unavailable: Callable[[str], Exception]) -> Any:
+    """`call` within twice `timeout_s` (connect + command); a Redis failure or timeout raises `unavailable(why)`."""
+    try:
+        async with asyncio.timeout(timeout_s * 2):
+            return await call
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise unavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+
 class RedisStore:
     kind = "redis"
 
     def __init__(self, url: str, limits: StoreLimits = DEFAULT_LIMITS, timeout_s: float = 0.05, prefix: str = PREFIX):
         self.limits, self.timeout_s, self.prefix = limits, timeout_s, prefix
-        # Connections open lazily: a gateway starts even while Redis is away (/readyz says so) and recovers with it.
-        # No socket timeout: `_call` bounds every call (redis-py's own per-read timeout costs ~90 us of CPU a call,
-        # a third of a user read; a call cancelled mid-read drops its connection).
-        self._client = aioredis.Redis.from_url(
-            url, socket_timeout=None, socket_connect_timeout=timeout_s, retry_on_timeout=False
-        )
+        self._client = bounded_client(url, timeout_s)
         self._append = self._client.register_script(_APPEND)  # EVALSHA, loaded again if the server lost it
         self._read = self._client.register_script(_READ)
         self._upsert = self._client.register_script(_UPSERT)
         self._items_key = f"{prefix}items"
 
     async def _call(self, coro: Awaitable[Any]) -> Any:
-        try:
-            async with asyncio.timeout(self.timeout_s * 2):  # connect + command
-                return await coro
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+        return await bounded(coro, self.timeout_s, StoreUnavailable)
 
     async def append(self, events: Sequence[OnlineEvent]) -> None:
         if not events:
@@ -136,10 +143,9 @@ class RedisStore:
 
     async def health(self) -> str | None:
         try:
-            async with asyncio.timeout(self.timeout_s * 2):
-                await self._client.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
-            return f"redis unreachable ({type(exc).__name__})"
+            await self._call(self._client.ping())
+        except StoreUnavailable as exc:
+            return f"redis unreachable ({type(exc.__cause__).__name__})"
         return None
 
     async def close(self) -> None:
