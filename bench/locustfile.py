@@ -37,7 +37,7 @@ from pydantic import ValidationError
 
 from bench.checks import CHECKS, DEFAULT_MIX, MODEL_STAGES, parse_mix
 from bench.payloads import ENDPOINTS, build_pool, load_pool
-from bench.steps import StepRecorder, write_steps_csv
+from bench.steps import StepRecorder, server_timing_ms, write_steps_csv
 
 log = logging.getLogger("bench.locustfile")
 
@@ -165,7 +165,7 @@ class Storefront(FastHttpUser):
     def shop(self) -> None:
         name = self.rng.choices(STATE.names, STATE.weights)[0]
         req = self.rng.choice(STATE.pool[name])
-        ok, server_ms, model_ms = False, None, None
+        ok, server_ms, model_ms, app_ms = False, None, None, None
         with self.client.post(ENDPOINTS[name], json=req, name=name, catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}")
@@ -182,8 +182,11 @@ class Storefront(FastHttpUser):
                     if timings:
                         server_ms = sum(timings.values())
                         model_ms = sum(v for k, v in timings.items() if k in MODEL_STAGES)
+                    app_ms = server_timing_ms(resp.headers.get("server-timing"))
         if STATE.recorder is not None:
-            STATE.recorder.record(name, float(resp.request_meta["response_time"]), ok, server_ms, model_ms)
+            STATE.recorder.record(
+                name, float(resp.request_meta["response_time"]), ok, server_ms, model_ms, app_ms=app_ms
+            )
 
 
 class StepLoad(LoadTestShape):

@@ -36,6 +36,8 @@ STEP_FIELDS = (
     "server_p50_ms",
     "model_p50_ms",
     "overhead_p50_ms",
+    "app_overhead_p50_ms",
+    "transport_p50_ms",
     "slo_met",
 )
 
@@ -58,6 +60,10 @@ class StepStats:
     server_p50_ms: float = math.nan  # the gateway's own stage total (timings_ms), where answers carry it
     model_p50_ms: float = math.nan  # the model/search stages among them
     overhead_p50_ms: float = math.nan  # p50 of (client latency - model stages), per request
+    # The overhead split by the answer's Server-Timing (time in the app): p50 of (app - model stages), the
+    # gateway's own code, and of (client latency - app), the server loop, HTTP parsing, kernel and client.
+    app_overhead_p50_ms: float = math.nan
+    transport_p50_ms: float = math.nan
     slo_met: bool = False
 
 
@@ -76,6 +82,8 @@ class _Step:
     server: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     model: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     overhead: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    app_overhead: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    transport: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
 
 class StepRecorder:
@@ -98,6 +106,7 @@ class StepRecorder:
         ok: bool,
         server_ms: float | None = None,
         model_ms: float | None = None,
+        app_ms: float | None = None,
     ) -> None:
         step = self.current
         if step is None:
@@ -114,6 +123,10 @@ class StepRecorder:
             if ok and model_ms is not None:
                 step.model[name].append(model_ms)
                 step.overhead[name].append(latency_ms - model_ms)
+                if app_ms is not None:
+                    step.app_overhead[name].append(app_ms - model_ms)
+            if ok and app_ms is not None:
+                step.transport[name].append(latency_ms - app_ms)
 
     def close(self) -> list[StepStats]:
         """End the current step: its rows (aggregate first), also kept in `self.rows`."""
@@ -145,6 +158,8 @@ class StepRecorder:
                 server_p50_ms=percentile(step.server[name], 50),
                 model_p50_ms=percentile(step.model[name], 50),
                 overhead_p50_ms=percentile(step.overhead[name], 50),
+                app_overhead_p50_ms=percentile(step.app_overhead[name], 50),
+                transport_p50_ms=percentile(step.transport[name], 50),
                 slo_met=bool(n and p99 <= self.slo_p99_ms and err <= self.max_error_rate),
             )
             out.append(row)
@@ -160,6 +175,22 @@ class StepRecorder:
         """The highest-throughput step that met the objective."""
         met = [r for r in self.aggregate() if r.slo_met]
         return max(met, key=lambda r: r.rps) if met else None
+
+
+def server_timing_ms(header: str | None, metric: str = "app") -> float | None:
+    """`dur` of `metric` in a Server-Timing header (`app;dur=1.234`, the gateway's time in the app), or None."""
+    for entry in (header or "").split(","):
+        name, _, params = entry.strip().partition(";")
+        if name.strip() != metric:
+            continue
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "dur":
+                try:
+                    return float(value)
+                except ValueError:
+                    return None
+    return None
 
 
 def write_steps_csv(rows: list[StepStats], path: Path) -> Path:
@@ -187,7 +218,7 @@ def read_steps_csv(path: Path) -> list[StepStats]:
                     **{
                         k: (int(d[k]) if k in ("requests", "failures") else float(d[k] or "nan"))
                         for k in STEP_FIELDS
-                        if k not in ("step", "users", "endpoint", "slo_met")
+                        if k not in ("step", "users", "endpoint", "slo_met") and k in d  # older files lack some
                     },
                 )
             )

@@ -165,11 +165,15 @@ def known_features(price: np.ndarray, promo: np.ndarray, calendar: np.ndarray, r
     """price, promo [B, T]; calendar [T, C] or [B, T, C]; ref_price [B] -> float32 [B, 2 + C, T]."""
     price = np.asarray(price, dtype=np.float64)
     ratio = np.log(np.where(price > 0, price, np.nan) / ref_price[:, None])
-    ratio = np.clip(np.nan_to_num(ratio, nan=0.0), -PRICE_CLIP, PRICE_CLIP)
-    promo = np.clip(np.nan_to_num(np.asarray(promo, dtype=np.float64), nan=0.0), 0.0, 1.0)
     b, t = price.shape
-    cal = np.broadcast_to(np.asarray(calendar, dtype=np.float32), (b, t, calendar.shape[-1]))
-    return np.concatenate([ratio[:, None, :], promo[:, None, :], cal.transpose(0, 2, 1)], axis=1).astype(np.float32)
+    calendar = np.asarray(calendar, dtype=np.float32)
+    # One array filled in place: the gateway builds these per request, where the broadcast, transpose and
+    # concatenate of the obvious version cost more than the arithmetic (serving/forecast/source.py).
+    out = np.empty((b, 2 + calendar.shape[-1], t), dtype=np.float32)
+    out[:, 0] = np.clip(np.nan_to_num(ratio, nan=0.0), -PRICE_CLIP, PRICE_CLIP)
+    out[:, 1] = np.clip(np.nan_to_num(np.asarray(promo, dtype=np.float64), nan=0.0), 0.0, 1.0)
+    out[:, 2:] = np.swapaxes(calendar, -1, -2)
+    return out
 
 
 def window_features(
@@ -179,26 +183,34 @@ def window_features(
     calendar: np.ndarray,
     spec: FeatureSpec,
     scale_at: int | np.ndarray | None = None,
+    scale: np.ndarray | None = None,
+    ref_price: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Features of windows with P past days followed by F known-future days.
 
     units [B, P] (NaN = not observed); price, promo [B, P + F]; calendar [P + F, C] or [B, P + F, C].
     scale_at: int or [B]; scale and reference price use the days before it (default P: the origin is
     the last past day; training windows with several origins pass the first origin + 1 or later).
+    scale, ref_price [B]: series_scale and reference_price of these windows, when the caller has them
+    (StoredWindows computes them once per panel).
     -> {"past_features": [B, n_past, P], "future_features": [B, n_future, F], "series_scale": [B]}.
     """
     units = np.asarray(units, dtype=np.float64)
     b, p = units.shape
     if price.shape != promo.shape or price.shape[0] != b or price.shape[1] < p:
         raise ValueError(f"price {price.shape} and promo {promo.shape} must be [B={b}, P={p} + F]")
-    scale = series_scale(units, spec.scale_days, scale_at)
-    ref = reference_price(np.asarray(price)[:, :p], spec.context_days, scale_at)
-    known = known_features(price, promo, calendar, ref)
+    if scale is None:
+        scale = series_scale(units, spec.scale_days, scale_at)
+    if ref_price is None:
+        ref_price = reference_price(np.asarray(price)[:, :p], spec.context_days, scale_at)
+    known = known_features(price, promo, calendar, ref_price)
     if known.shape[1] != spec.n_future:
         raise ValueError(f"calendar has {known.shape[1] - 2} channels, the spec expects {spec.n_future - 2}")
     seen = np.isfinite(units)
-    scaled = np.where(seen, units, 0.0) / scale[:, None]
-    past = np.concatenate([scaled[:, None, :], seen[:, None, :], known[:, :, :p]], axis=1).astype(np.float32)
+    past = np.empty((b, 2 + known.shape[1], p), dtype=np.float32)
+    past[:, 0] = np.where(seen, units, 0.0) / scale[:, None]
+    past[:, 1] = seen
+    past[:, 2:] = known[:, :, :p]
     return {"past_features": past, "future_features": known[:, :, p:], "series_scale": scale}
 
 
@@ -254,6 +266,51 @@ def request_features(
     out["store_ids"] = shift_ids(store, spec.n_stores)
     out["category_ids"] = shift_ids(category, spec.n_categories)
     return out
+
+
+@dataclass(frozen=True)
+class StoredWindows:
+    """request_features for the series of one stored panel, with what every request would repeat done once:
+    the window's cut, its calendar, and each series' scale and reference price (the gateway's stored sales)."""
+
+    units: np.ndarray  # [N, L]
+    price: np.ndarray  # [N, L + H]
+    promo: np.ndarray  # [N, L + H]
+    calendar: np.ndarray  # [L + H, C]
+    scale: np.ndarray  # [N] series_scale
+    ref_price: np.ndarray  # [N] reference_price
+    spec: FeatureSpec
+
+    @classmethod
+    def prepare(
+        cls,
+        units: np.ndarray,
+        price: np.ndarray,
+        promo: np.ndarray,
+        first_date: np.datetime64,
+        events: np.ndarray,
+        spec: FeatureSpec,
+    ) -> StoredWindows:
+        """The panel as request_features takes it: units [N, P], price and promo [N, P + H], events [P + H, E]."""
+        u, pr, pm, cal = _request_window(units, price, promo, first_date, events, spec)
+        scale, ref = series_scale(u, spec.scale_days), reference_price(pr[:, : u.shape[1]], spec.context_days)
+        return cls(u, pr, pm, cal, scale, ref, spec)
+
+    def features(self, row: int, store: int, category: int) -> dict[str, np.ndarray]:
+        """request_features of series `row` (batch of 1) with this store and category model index."""
+        rows = slice(row, row + 1)
+        out = window_features(
+            self.units[rows],
+            self.price[rows],
+            self.promo[rows],
+            self.calendar,
+            self.spec,
+            scale=self.scale[rows],
+            ref_price=self.ref_price[rows],
+        )
+        out["store_ids"] = shift_ids(np.array([store]), self.spec.n_stores)
+        out["category_ids"] = shift_ids(np.array([category]), self.spec.n_categories)
+        return out
 
 
 def plan_features(

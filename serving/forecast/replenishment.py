@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from statistics import NormalDist
 
 import numpy as np
@@ -73,12 +74,38 @@ def _finite_array(value: object, name: str) -> np.ndarray:
 
 
 def _validate_levels(levels: Sequence[float]) -> np.ndarray:
+    try:
+        key = tuple(float(x) for x in levels)
+    except (TypeError, ValueError):
+        key = None
+    if key is None:
+        return _checked_levels(levels)
+    return _levels_of(key)
+
+
+@lru_cache(maxsize=64)
+def _levels_of(levels: tuple[float, ...]) -> np.ndarray:
+    """The checked levels of one tuple, kept: every answer asks for the same few (read-only array)."""
+    lv = _checked_levels(levels)
+    lv.flags.writeable = False
+    return lv
+
+
+def _checked_levels(levels: Sequence[float]) -> np.ndarray:
     lv = _finite_array(levels, "quantile_levels")
     if lv.ndim != 1 or lv.size < 2 or np.any(lv <= 0) or np.any(lv >= 1) or np.any(np.diff(lv) <= 0):
         raise ValueError(f"quantile_levels must be >= 2 increasing values in (0, 1), got {lv.tolist()}")
     if not np.any(np.isclose(lv, 0.5)):
         raise ValueError("quantile_levels must include the median 0.5")
     return lv
+
+
+@lru_cache(maxsize=64)
+def _normal_scores(levels: tuple[float, ...]) -> np.ndarray:
+    nd = NormalDist()
+    z = np.array([nd.inv_cdf(lv) for lv in levels])
+    z.flags.writeable = False
+    return z
 
 
 def _extend_horizon(q: np.ndarray, days: int) -> np.ndarray:
@@ -113,11 +140,15 @@ def period_demand_quantiles(
     return (med * weight).sum(axis=-1)[..., None] + combined
 
 
+@lru_cache(maxsize=64)
+def _same_levels(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return len(a) == len(b) and bool(np.allclose(a, b))
+
+
 def interpolate_quantile(values: np.ndarray, levels: np.ndarray, alpha: float) -> np.ndarray:
     """Quantile at `alpha` from values [..., k] at increasing `levels` [k], linear in normal scores."""
-    nd = NormalDist()
-    z = np.array([nd.inv_cdf(float(lv)) for lv in levels])  # k values, a handful
-    za = nd.inv_cdf(alpha)
+    z = _normal_scores(tuple(float(lv) for lv in levels))  # k values, a handful, the same few every time
+    za = NormalDist().inv_cdf(alpha)
     # Segment: the pair of levels around alpha, or the outermost pair when alpha lies beyond them.
     j = int(np.clip(np.searchsorted(z, za) - 1, 0, len(z) - 2))
     lo, hi = values[..., j], values[..., j + 1]
@@ -171,7 +202,7 @@ def plan_replenishment(
     rho = _finite_array(error_correlation, "error_correlation")
     if rho.ndim != 0 or not 0.0 <= float(rho) <= 1.0:
         raise ValueError(f"error_correlation must be one number in [0, 1], got {error_correlation!r}")
-    if calibration is not None and not np.allclose(calibration.base_levels, levels):
+    if calibration is not None and not _same_levels(tuple(calibration.base_levels), tuple(levels.tolist())):
         raise ValueError(
             f"the calibration is fitted on levels {list(calibration.base_levels)}, the quantiles have {levels.tolist()}"
         )
@@ -194,7 +225,8 @@ def plan_replenishment(
         cover_q = period_demand_quantiles(daily, lead + review, levels, float(rho), n_days)
         total_levels = levels
     else:
-        lt_q, cover_q = calibration.totals(daily, lead), calibration.totals(daily, lead + review)
+        # Both periods in one call: [2, ...] (the per-call cost is most of it for one SKU).
+        lt_q, cover_q = calibration.totals(np.broadcast_to(daily, (2, *daily.shape)), np.stack([lead, lead + review]))
         total_levels = np.asarray(calibration.levels, dtype=np.float64)
     reorder_point = np.maximum(interpolate_quantile(lt_q, total_levels, float(alpha)), 0.0)
     order_up_to = np.maximum(interpolate_quantile(cover_q, total_levels, float(alpha)), reorder_point)

@@ -26,7 +26,7 @@ import numpy as np
 from serving.contracts.errors import InvalidInput
 from serving.contracts.ids import IdMap
 from serving.forecast.calibration import TotalsCalibration
-from serving.forecast.features import FeatureSpec, request_features
+from serving.forecast.features import FeatureSpec, StoredWindows, request_features
 from serving.forecast.schemas import SalesHistory
 
 SALES_FILE = "features/sales.npz"
@@ -97,6 +97,10 @@ class StoredSales:
         # Category of each item (any series of it), for a history-only request in a store without that item.
         self._item_category = np.full(len(self.items), -1, dtype=np.int64)
         self._item_category[self.series_item] = self.series_category
+        # The stored series' windows, calendar, scales and reference prices, computed once instead of per request.
+        self._windows = StoredWindows.prepare(
+            self.units, self.price, self.promo, np.datetime64(self.first_date, "D"), self.events, spec
+        )
 
     @classmethod
     def load(cls, path: str | Path, section: Mapping[str, Any]) -> StoredSales:
@@ -140,16 +144,18 @@ class StoredSales:
                 raise InvalidInput(
                     [field], "no stored sales for this (store_id, item_id); send `history` to forecast it", "unknown_id"
                 )
-            units, price, promo = self.units[row : row + 1], self.price[row : row + 1], self.promo[row : row + 1]
-            events, first, origin = self.events, self.first_date, self.origin_date
+            inputs = self._windows.features(row, store, int(self.series_category[row]))
+            origin = self.origin_date
         else:
             units, price, promo, first = self._from_history(history, row)
             origin = history.end_date
             events = self._stored_events(first, units.shape[1] + h)
-        category = self.series_category[row] if row is not None else (self._item_category[item] if item >= 0 else -1)
-        inputs = request_features(
-            units, price, promo, np.datetime64(first, "D"), events, np.array([store]), np.array([category]), self.spec
-        )
+            known = self.series_category[row] if row is not None else None
+            category = known if known is not None else (self._item_category[item] if item >= 0 else -1)
+            first_day = np.datetime64(first, "D")
+            inputs = request_features(
+                units, price, promo, first_day, events, np.array([store]), np.array([category]), self.spec
+            )
         inputs = {k: np.ascontiguousarray(v) for k, v in inputs.items()}
         return ForecastInputs(inputs, origin + dt.timedelta(days=1), self.quantiles, self.calibration)
 

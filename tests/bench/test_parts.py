@@ -10,7 +10,7 @@ import pytest
 
 from bench import checks, inputs, payloads, triton_direct
 from bench.servers import n_cores, pinned
-from bench.steps import ALL, StepRecorder, read_steps_csv, write_steps_csv
+from bench.steps import ALL, StepRecorder, read_steps_csv, server_timing_ms, write_steps_csv
 from serving.intent.schemas import IntentRequest
 from serving.recommend.features import user_tower_inputs
 from serving.recommend.schemas import RecommendRequest
@@ -49,6 +49,34 @@ def test_recorder_leaves_out_the_warmup_and_judges_each_step() -> None:
     rec.record("intent", 60.0, True)
     rec.close()
     assert rec.best() is None  # step 1: p99 60 ms > 50
+
+
+def test_recorder_splits_the_overhead_by_the_time_in_the_app() -> None:
+    clock = Clock()
+    rec = StepRecorder(warmup_s=0.0, slo_p99_ms=50.0, max_error_rate=0.0, clock=clock)
+    rec.begin(0, users=1)
+    clock.t += 1.0
+    for latency, app, model in ((10.0, 8.0, 5.0), (12.0, 9.0, 5.0), (14.0, 13.0, 6.0)):
+        rec.record("forecast", latency, True, server_ms=app - 1, model_ms=model, app_ms=app)
+    rec.record("forecast", 9.0, True, model_ms=4.0)  # no header: counts for the overhead only
+    row = rec.close()[1]
+    assert row.overhead_p50_ms == 6.0  # of 5, 7, 8, 5
+    assert row.app_overhead_p50_ms == 4.0 and row.transport_p50_ms == 2.0  # of (3, 4, 7) and (2, 3, 1)
+
+
+@pytest.mark.parametrize(
+    ("header", "want"),
+    [
+        ("app;dur=1.234", 1.234),
+        ("db;dur=3, app;desc=gateway;dur=0.5", 0.5),
+        ("app", None),
+        ("app;dur=x", None),
+        (None, None),
+        ("total;dur=2", None),
+    ],
+)
+def test_server_timing_header(header, want) -> None:
+    assert server_timing_ms(header) == want
 
 
 def test_steps_csv_round_trip(tmp_path: Path) -> None:

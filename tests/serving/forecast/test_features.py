@@ -9,6 +9,7 @@ import pytest
 
 from serving.forecast.features import (
     FeatureSpec,
+    StoredWindows,
     calendar_features,
     panel_calendar,
     reference_price,
@@ -119,6 +120,29 @@ def test_request_features_equal_the_training_windows():
             assert got["past_features"].shape == ref["past_features"].shape
             assert (got["past_features"][:, 1, :4] == 0).all()  # padded days are not observed
         assert got["store_ids"].tolist() == [1, 2, 0] and got["category_ids"].tolist() == [3, 0, 1]
+
+
+@pytest.mark.parametrize("first", [0, 20])  # longer than the context (cropped) and shorter (NaN-padded)
+def test_stored_windows_equal_request_features(first):
+    """The gateway's per-panel preparation gives request_features' tensors exactly, series by series."""
+    spec = _spec(n_stores=2, n_categories=3)
+    units, price, promo, events = _panel()
+    start, origin = np.datetime64("2024-03-01"), 25
+    args = (units[:, first : origin + 1], price[:, first : origin + 5], promo[:, first : origin + 5], start + first)
+    windows = StoredWindows.prepare(*args, events[first : origin + 5], spec)
+    for row, (store, category) in enumerate([(0, 2), (1, -1), (5, 0)]):
+        want = request_features(
+            *(a[row : row + 1] for a in args[:3]),
+            args[3],
+            events[first : origin + 5],
+            np.array([store]),
+            np.array([category]),
+            spec,
+        )
+        got = windows.features(row, store, category)
+        assert got.keys() == want.keys()
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k], err_msg=k)
 
 
 def test_future_covariates_never_reach_the_past_channels():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -36,6 +38,20 @@ def test_json_post_is_answered_without_fastapi_routing(client, monkeypatch):
     monkeypatch.undo()
     metrics = client.get("/metrics").text
     assert 'gateway_requests_total{method="POST",route="/v1/rank",status="200"}' in metrics
+
+
+def _app_ms(header: str) -> float:
+    return float(re.fullmatch(r"app;dur=([0-9.]+)", header).group(1))
+
+
+def test_answers_say_their_time_in_the_app(client):
+    """server-timing `app;dur=` is the time inside the gateway: at least the stages the answer reports, and on
+    error answers too (bench/ splits the client's latency by it)."""
+    r = client.post("/v1/rank", json=BODY)
+    app_ms = _app_ms(r.headers["server-timing"])
+    assert app_ms >= sum(r.json()["timings_ms"].values()) - 1e-3
+    bad = client.post("/v1/rank", json={"history": ["i1"], "item_ids": "i2"})
+    assert bad.status_code == 422 and _app_ms(bad.headers["server-timing"]) > 0
 
 
 def _fast_path(app) -> FastPath:
