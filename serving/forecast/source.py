@@ -150,8 +150,9 @@ class StoredSales:
             units, price, promo, first = self._from_history(history, row)
             origin = history.end_date
             events = self._stored_events(first, units.shape[1] + h)
-            known = self.series_category[row] if row is not None else None
-            category = known if known is not None else (self._item_category[item] if item >= 0 else -1)
+            category = (
+                self.series_category[row] if row is not None else (self._item_category[item] if item >= 0 else -1)
+            )
             first_day = np.datetime64(first, "D")
             inputs = request_features(
                 units, price, promo, first_day, events, np.array([store]), np.array([category]), self.spec
