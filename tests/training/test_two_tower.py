@@ -1,4 +1,6 @@
-"""Two-tower model: shapes, normalisation, masking, log-Q correction, loss decreases."""
+"""Two-tower model: shapes, normalisation, masking, attention pooling, log-Q correction, loss decreases."""
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,6 +24,7 @@ CFG = TwoTowerConfig(
     dim=12,
     hidden=(16,),
 )
+ATTN = replace(CFG, attn_heads=3, share_item_emb=True)  # the quick/full profiles' user tower
 
 
 def user_batch(b: int = 5, seed: int = 0):
@@ -38,9 +41,10 @@ def item_batch(n: int = 7):
     return ids, ids % CFG.n_categories + 1, ids % CFG.n_brands + 1, ids % CFG.n_price_buckets
 
 
-def test_towers_shapes_and_unit_norm():
+@pytest.mark.parametrize("cfg", [CFG, ATTN], ids=["mean", "attention"])
+def test_towers_shapes_and_unit_norm(cfg):
     torch.manual_seed(0)
-    m = TwoTower(CFG).eval()
+    m = TwoTower(cfg).eval()
     u = m.user_tower(*user_batch())
     v = m.item_tower(*item_batch())
     assert u.shape == (5, CFG.dim) and v.shape == (7, CFG.dim)
@@ -50,9 +54,10 @@ def test_towers_shapes_and_unit_norm():
     assert torch.allclose(both[0], u) and torch.allclose(both[1], v)
 
 
-def test_padded_history_changes_nothing():
+@pytest.mark.parametrize("cfg", [CFG, ATTN], ids=["mean", "attention"])
+def test_padded_history_changes_nothing(cfg):
     torch.manual_seed(0)
-    m = TwoTower(CFG).eval()
+    m = TwoTower(cfg).eval()
     hist, cats, length, feats = user_batch()
     garbage_h, garbage_c = hist.clone(), cats.clone()
     pad = torch.arange(CFG.max_hist)[None, :] >= length[:, None]
@@ -133,3 +138,51 @@ def test_no_user_features(use_last):
         torch.zeros(3, 0, dtype=torch.long),
     )
     assert u.shape == (3, 6) and torch.isfinite(u).all()
+
+
+def test_attention_reads_recency_and_survives_an_empty_history():
+    torch.manual_seed(0)
+    m = TwoTower(ATTN).eval()
+    hist, cats, length, feats = user_batch()
+    u = m.user_tower(hist, cats, length, feats)
+    assert torch.isfinite(u).all()  # row 0 has hist_len 0: no NaN from a softmax over nothing
+    # The same items in another order: mean pooling cannot tell, the recency embedding can.
+    perm = torch.tensor([2, 0, 1, 3, 4, 5])
+    assert not torch.allclose(u[3], m.user_tower(hist[:, perm], cats[:, perm], length, feats)[3])
+
+
+def test_shared_tables_are_the_item_towers_and_survive_a_state_dict_round_trip():
+    torch.manual_seed(0)
+    m = TwoTower(ATTN)
+    assert m.hist_item_emb.weight is m.item_emb.weight and m.hist_cat_emb.weight is m.cat_emb.weight
+    assert len(list(m.parameters())) == len(list(TwoTower(replace(ATTN, share_item_emb=False)).parameters())) - 2
+    torch.manual_seed(1)
+    m2 = TwoTower(ATTN)
+    m2.load_state_dict(m.state_dict())
+    assert m2.hist_item_emb.weight is m2.item_emb.weight
+    assert torch.allclose(m.eval().user_tower(*user_batch()), m2.eval().user_tower(*user_batch()))
+
+
+def test_attention_user_tower_exports_with_the_same_onnx_signature(tmp_path):
+    """The served graph keeps the spec's inputs and output (export_onnx checks them against the spec);
+    ONNX Runtime matches PyTorch, empty histories included."""
+    onnx = pytest.importorskip("onnx")
+    from export.models import EXPORTERS
+    from export.onnx_export import check_parity, export_onnx, ort_session
+    from serving.contracts.model_specs import SPECS
+
+    spec, exporter = SPECS["user_tower"], EXPORTERS["user_tower"]
+    _, config = exporter.tiny()
+    config = {**config, "attn_heads": 2, "share_item_emb": True}
+    module = exporter.build(config)
+    result = export_onnx(module, spec, config, tmp_path / "u.onnx")
+    graph = onnx.load(str(result.path)).graph
+    assert [i.name for i in graph.input] == spec.input_names
+    assert [o.name for o in graph.output] == spec.output_names
+    check_parity(module, spec, config, result.path, batches=(1, 3))
+    h = np.ones((2, config["max_hist"]), dtype=np.int64)
+    feeds = {"hist_item_ids": h, "hist_cat_ids": h, "hist_len": np.array([0, 3], dtype=np.int64)}
+    feeds["user_features"] = np.ones((2, len(config["user_feature_cardinalities"])), dtype=np.int64)
+    got = ort_session(result.path).run(None, feeds)[0]
+    want = module(*(torch.from_numpy(feeds[n]) for n in spec.input_names)).detach().numpy()
+    assert np.isfinite(got).all() and np.allclose(got, want, atol=1e-5)

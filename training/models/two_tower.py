@@ -37,6 +37,12 @@ class TwoTowerConfig:
     hidden: tuple[int, ...] = (128,)
     use_last_item: bool = True  # add the most recent item to the mean-pooled history (recency matters)
     dropout: float = 0.0
+    # Attention pooling: `attn_heads` learned queries read the history (item ⊕ category ⊕ recency embedding),
+    # each a masked softmax over positions; their pooled vectors join the mean (and last). 0 = mean (+ last) only.
+    attn_heads: int = 0
+    # The history reads the item tower's item/category tables instead of its own: a history item then gets the
+    # embedding it learns as a target (each exported graph carries its own copy of the shared tables).
+    share_item_emb: bool = False
 
 
 def price_buckets(price: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -65,12 +71,18 @@ class TwoTower(nn.Module):
         self.cfg = cfg
         d = cfg.emb_dim
         # User side: its own item/category tables (the towers are exported as separate graphs).
-        self.hist_item_emb = nn.Embedding(cfg.n_items + 1, d, padding_idx=0)
-        self.hist_cat_emb = nn.Embedding(cfg.n_categories + 1, d, padding_idx=0)
+        if not cfg.share_item_emb:
+            self.hist_item_emb = nn.Embedding(cfg.n_items + 1, d, padding_idx=0)
+            self.hist_cat_emb = nn.Embedding(cfg.n_categories + 1, d, padding_idx=0)
         self.user_feat_emb = nn.ModuleList(
             nn.Embedding(c + 1, d, padding_idx=0) for c in cfg.user_feature_cardinalities
         )
-        n_hist = 2 * d * (2 if cfg.use_last_item else 1)
+        n_hist = 2 * d * (1 + int(cfg.use_last_item) + cfg.attn_heads)
+        if cfg.attn_heads:
+            # Recency (0 = most recent) rather than absolute position: what drives the next click is how recent
+            # a positive is, and histories are left-aligned with varying lengths.
+            self.age_emb = nn.Embedding(cfg.max_hist, 2 * d)
+            self.attn_query = nn.Parameter(torch.randn(2 * d, cfg.attn_heads) * (2 * d) ** -0.5)
         user_in = n_hist + d * len(cfg.user_feature_cardinalities)
         self.user_mlp = _mlp([user_in, *cfg.hidden, cfg.dim], cfg.dropout)
         # Item side.
@@ -79,6 +91,8 @@ class TwoTower(nn.Module):
         self.brand_emb = nn.Embedding(cfg.n_brands + 1, d, padding_idx=0)
         self.price_emb = nn.Embedding(cfg.n_price_buckets, d)
         self.item_mlp = _mlp([4 * d, *cfg.hidden, cfg.dim], cfg.dropout)
+        if cfg.share_item_emb:
+            self.hist_item_emb, self.hist_cat_emb = self.item_emb, self.cat_emb
 
     def user_tower(
         self,
@@ -93,6 +107,8 @@ class TwoTower(nn.Module):
         h = torch.cat([self.hist_item_emb(hist_item_ids), self.hist_cat_emb(hist_cat_ids)], dim=-1) * mask
         pooled = h.sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # [B, 2d] mean over real positions
         parts = [pooled]
+        if self.cfg.attn_heads:
+            parts.append(self._attention_pool(h, hist_len, mask))
         if self.cfg.use_last_item:
             last = (hist_len - 1).clamp(min=0)
             idx = last.view(-1, 1, 1).expand(-1, 1, h.shape[-1])
@@ -100,6 +116,17 @@ class TwoTower(nn.Module):
         for j, emb in enumerate(self.user_feat_emb):
             parts.append(emb(user_features[:, j]))
         return F.normalize(self.user_mlp(torch.cat(parts, dim=-1)), dim=-1)
+
+    def _attention_pool(self, h: torch.Tensor, hist_len: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """h [B, L, 2d] (zero at padding), mask [B, L, 1] -> [B, heads * 2d]; zero when hist_len == 0."""
+        L = h.shape[1]
+        age = (hist_len[:, None] - 1 - torch.arange(L, device=h.device)[None, :]).clamp(0, self.cfg.max_hist - 1)
+        scores = (h + self.age_emb(age)) @ self.attn_query  # [B, L, heads]
+        # A large finite fill instead of -inf: an empty history then gives uniform weights times a zero h,
+        # not NaN (the served graph sees new users with hist_len 0).
+        scores = scores.masked_fill(mask == 0, -1e9)
+        w = torch.softmax(scores, dim=1) * mask  # [B, L, heads]
+        return torch.einsum("blh,bld->bhd", w, h).flatten(1)
 
     def item_tower(
         self,
