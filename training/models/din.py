@@ -16,6 +16,13 @@ user profile], the profile being one embedding per categorical user feature (val
 F = 0 allowed, then user_features is [B, 0]), as the paper's "user profile features" group.
 Activation: Dice (data-adaptive PReLU; batch statistics in training, running statistics in eval, so
 the exported graph is plain arithmetic) or PReLU.
+
+Addition to the paper, a config switch (off by default so older checkpoints rebuild as they were), inside
+the model so the exported inputs and outputs stay the same:
+- id_bias: a scalar per candidate item and per candidate category added to the logit (zero here; training
+  starts them at the click rates, `training.tasks.din.init_biases`). The item CTR sort knows each item's
+  click rate; through the MLP the model learns it only slowly, and a rare item's embedding is the first
+  thing the regularisation shrinks. Both poolings get it.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ class DINConfig:
     activation: str = "dice"  # "dice" | "prelu"
     pooling: str = "attention"  # "attention" | "sum" (the base model)
     dropout: float = 0.0
+    id_bias: bool = False  # per-item and per-category logit biases (module doc)
 
     def __post_init__(self) -> None:
         if self.activation not in ("dice", "prelu"):
@@ -117,6 +125,13 @@ class DINModel(nn.Module):
         # Only built when used: DDP refuses parameters that get no gradient.
         self.attention = MLP([8 * d, *cfg.attention_hidden, 1], cfg.activation) if cfg.pooling == "attention" else None
         self.head = MLP([6 * d + d * len(feats), *cfg.head_hidden, 1], cfg.activation, cfg.dropout)
+        self.item_bias: nn.Embedding | None = None
+        self.cat_bias: nn.Embedding | None = None
+        if cfg.id_bias:
+            self.item_bias = nn.Embedding(cfg.n_items + 1, 1, padding_idx=0)
+            self.cat_bias = nn.Embedding(cfg.n_categories + 1, 1, padding_idx=0)
+            nn.init.zeros_(self.item_bias.weight)  # start as the paper's model; the data moves them
+            nn.init.zeros_(self.cat_bias.weight)
 
     def forward(
         self,
@@ -135,7 +150,10 @@ class DINModel(nn.Module):
         weights = self.activation_weights(h, c, mask) * mask if self.cfg.pooling == "attention" else mask
         interest = (weights.unsqueeze(-1) * h).sum(dim=1)  # [B, 2d]
         profile = [emb(user_features[:, j]) for j, emb in enumerate(self.user_feat_emb)]
-        return self.head(torch.cat([interest, c, interest * c, *profile], dim=-1)).squeeze(-1)
+        logit = self.head(torch.cat([interest, c, interest * c, *profile], dim=-1)).squeeze(-1)
+        if self.item_bias is not None:
+            logit = logit + self.item_bias(cand_item_ids).squeeze(-1) + self.cat_bias(cand_cat_ids).squeeze(-1)
+        return logit
 
     def activation_weights(self, h: torch.Tensor, c: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Local activation unit = attention MLP on [h, c, h - c, h * c] -> unmasked weights [B, L].
