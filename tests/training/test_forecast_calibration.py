@@ -10,6 +10,7 @@ from training.forecast.calibration import (
     coverage_table,
     fit_totals_calibration,
     lead_time_coverage,
+    pooled_lead_time_coverage,
     total_coverage,
 )
 
@@ -84,3 +85,20 @@ def test_slow_movers_are_calibrated_apart_from_regular_series():
     assert cal.scores[6, 0, 2] == 0.0 and cal.scores[6, 1, 2] < -1.0  # P10 scores: slow at its zero total
     test_daily, test_actual = _draw(2000, seed=6)
     assert abs(total_coverage(test_daily, test_actual, 7, BASE, cal) - 0.8) < 0.03
+
+
+def test_pooled_coverage_weights_each_origin_and_skips_totals_that_do_not_fit():
+    rng = np.random.default_rng(3)
+    s, h = 40, 28
+    daily = np.sort(rng.gamma(2.0, 1.0, (s, 3, h, len(BASE))), axis=-1)
+    actual = rng.poisson(2.0, (s, h)).astype(float)
+    actual[0, 20] = np.nan  # one series misses a day late in the test window
+    pooled = pooled_lead_time_coverage(actual, daily, [0, 7, 14], BASE)
+    for days, offsets in ((7, [0, 7, 14]), (14, [0, 7, 14]), (28, [0])):
+        per = [
+            lead_time_coverage(actual[:, o : o + days], daily[:, i], BASE, None, (days,)) for i, o in enumerate(offsets)
+        ]
+        n = [int(np.isfinite(actual[:, o : o + days]).all(axis=1).sum()) for o in offsets]
+        want = sum(c[f"{days}d_rho1"] * k for c, k in zip(per, n, strict=True)) / sum(n)
+        assert pooled[f"{days}d_rho1"] == pytest.approx(want)
+    assert n == [39]  # the 28-day total: only the first origin, without the series that misses a day

@@ -84,16 +84,20 @@ RHOS = (0.0, 0.5, 1.0)  # the replenishment rule's ways of combining daily quant
 
 
 def lead_time_coverage(
-    actual: np.ndarray, quantiles: np.ndarray, levels: Sequence[float], cal: TotalsCalibration | None = None
+    actual: np.ndarray,
+    quantiles: np.ndarray,
+    levels: Sequence[float],
+    cal: TotalsCalibration | None = None,
+    days_list: Sequence[int] = COVERAGE_DAYS,
 ) -> dict[str, float]:
-    """P10-P90 coverage of total demand over the first L test days, L in COVERAGE_DAYS, for the
+    """P10-P90 coverage of total demand over the first L test days, L in days_list, for the
     uncalibrated ways of combining daily quantiles (rho = 1: summed, 0: independent days, 0.5: in
     between) and, when given, the calibrated totals. Keys "<L>d_rho<rho>" and "<L>d_calibrated"."""
     seen = np.isfinite(actual).all(axis=1)
     lv = np.asarray(levels, dtype=np.float64)
     h = quantiles.shape[1]
     out = {}
-    for days in COVERAGE_DAYS:
+    for days in days_list:
         total = actual[seen, :days].sum(axis=1)
         w = np.full(int(seen.sum()), float(days))
         for rho in RHOS:
@@ -102,6 +106,30 @@ def lead_time_coverage(
         if cal is not None:
             out[f"{days}d_calibrated"] = total_coverage(quantiles[seen], actual[seen], days, levels, cal)
     return out
+
+
+def pooled_lead_time_coverage(
+    actual: np.ndarray,
+    quantiles: np.ndarray,
+    offsets: Sequence[int],
+    levels: Sequence[float],
+    cal: TotalsCalibration | None = None,
+) -> dict[str, float]:
+    """`lead_time_coverage` pooled over forecast origins: quantiles [S, C, H, k] were made at test days
+    offsets[C] (0 = the last history day), actual [S, T] are the T test days. An L-day total counts from
+    every origin with offset + L <= T, each series once per origin. One origin's coverage moves with that
+    period's luck, which all series share (a calm week, a payday); several origins average some of it out."""
+    hits: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for c, offset in enumerate(offsets):
+        fits = [d for d in COVERAGE_DAYS if offset + d <= actual.shape[1]]
+        for days in fits:
+            window = actual[:, offset : offset + days]
+            n = int(np.isfinite(window).all(axis=1).sum())
+            for key, value in lead_time_coverage(window, quantiles[:, c], levels, cal, (days,)).items():
+                hits[key] = hits.get(key, 0.0) + value * n
+                counts[key] = counts.get(key, 0) + n
+    return {k: hits[k] / counts[k] if counts[k] else float("nan") for k in hits}
 
 
 def coverage_table(cov: dict[str, float]) -> str:
