@@ -27,8 +27,13 @@ def set_seed(seed: int) -> None:
 
 
 def progress(iterable: Iterable[T] | None = None, *, desc: str, total: int | None = None, **kw: Any) -> tqdm:
-    """A tqdm bar on stderr. Off on non-main DDP ranks and when SHOPSERVE_NO_PROGRESS is set."""
-    disable = bool(os.environ.get("SHOPSERVE_NO_PROGRESS")) or int(os.environ.get("RANK", "0")) != 0
+    """A tqdm bar on stderr. Off when stderr is not a terminal (logs, CI), on non-main DDP ranks and when
+    SHOPSERVE_NO_PROGRESS is set."""
+    disable = (
+        bool(os.environ.get("SHOPSERVE_NO_PROGRESS"))
+        or int(os.environ.get("RANK", "0")) != 0
+        or not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
+    )
     return tqdm(iterable, desc=desc, total=total, file=sys.stderr, disable=disable, dynamic_ncols=True, **kw)
 
 

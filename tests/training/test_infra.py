@@ -99,3 +99,20 @@ def test_fingerprint_sees_content_and_dtype():
     assert fingerprint(a) == fingerprint(a.copy())
     assert fingerprint(a) != fingerprint(a.astype(np.int64))
     assert fingerprint(np.array(["x", "y"], dtype=object)) != fingerprint(np.array(["x", "z"], dtype=object))
+
+
+def test_progress_bars_are_quiet_when_stderr_is_not_a_terminal(monkeypatch):
+    import io
+
+    from training import common
+
+    monkeypatch.delenv("SHOPSERVE_NO_PROGRESS", raising=False)
+    monkeypatch.setattr(common.sys, "stderr", io.StringIO())  # a log file, CI
+    assert common.progress(range(3), desc="x").disable
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(common.sys, "stderr", Terminal())
+    assert not common.progress(range(3), desc="x").disable
