@@ -12,15 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from training.tasks import TASKS
 from training.tasks.base import PROFILE_NAMES, TrainArgs
-
-# model name -> module under training.tasks with `run(args: TrainArgs) -> dict` (the report).
-TASKS: dict[str, str] = {
-    "two_tower": "training.tasks.two_tower",
-    "din": "training.tasks.din",
-    "tcn": "training.tasks.tcn",
-    "intent": "training.tasks.intent",
-}
 
 
 def run_task(name: str, args: TrainArgs) -> dict:

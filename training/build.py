@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from training.tasks import TASKS
 from training.tasks.base import PROFILE_NAMES
 
 # Relative cost of each model's quick run (measured one-thread wall times, s): sets the lanes' order only.
@@ -119,8 +120,6 @@ def run_lanes(lanes: list[list[str]], command: Command, log_dir: Path, threads: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.__main__ import TASKS
-
     ap = argparse.ArgumentParser(prog="python -m training build", description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="*", help=f"any of {', '.join(TASKS)} (default: all)")
     ap.add_argument("--profile", choices=PROFILE_NAMES, default="quick")
