@@ -37,7 +37,7 @@ GOALS = {
     "overhead_embedded": "<= 0.5 ms p50 time outside the model and index stages, every endpoint (embedded)",
     "overhead": "<= 1 ms p50 gateway overhead over Triton alone",
     "batching": ">= 1.5x intent throughput with micro-batching at 32 users",
-    "tail": "p99 at 1 user <= 2x its p50 (gateway, embedded)",
+    "tail": "p99 at 1 user <= 2x its p50, every endpoint (gateway, embedded)",
     "faiss": "recall@200 >= 0.95 at >= 5x exact search speed, 1M items",
 }
 
@@ -240,10 +240,21 @@ def goals(s: dict[str, Any], slo: float) -> dict[str, dict[str, Any]]:
         worst = max(v["overhead_ms"] for v in ib.values())
         parts = ", ".join(f"{k} {_f(v['overhead_ms'], 2)} ms{_split(v)}" for k, v in ib.items())
         out["overhead_embedded"] = {"measured": worst, "text": parts, "met": bool(worst <= 0.5)}
+    # Per endpoint: in the mixed load the p50 is mostly recommend's and the p99 mostly intent's, so their ratio
+    # measures how different the endpoints are, not how steady any one of them is (kept in the text).
+    lat = {k: v for k, v in (s.get("latency") or {}).items() if v.get("p50_ms", 0) > 0}
     one = next((c for c in (emb or {}).get("curve", []) if c["users"] == 1), None)
-    if one and one["p50_ms"] > 0:
+    if lat:
+        ratios = {k: v["p99_ms"] / v["p50_ms"] for k, v in lat.items()}
+        worst = max(ratios, key=ratios.__getitem__)
+        text = ", ".join(f"{k} {_x(r)}" for k, r in ratios.items())
+        text += f"; worst {worst} (p50 {_f(lat[worst]['p50_ms'], 2)} ms, p99 {_f(lat[worst]['p99_ms'], 2)} ms)"
+        if one and one["p50_ms"] > 0:
+            text += f"; the mixed load at 1 user: {_x(one['p99_ms'] / one['p50_ms'])}"
+        out["tail"] = {"measured": ratios[worst], "text": text, "met": bool(ratios[worst] <= 2)}
+    elif one and one["p50_ms"] > 0:  # no per-endpoint phase in this run: the mixed load's figure
         ratio = one["p99_ms"] / one["p50_ms"]
-        text = f"{_x(ratio)} (p50 {_f(one['p50_ms'], 2)} ms, p99 {_f(one['p99_ms'], 2)} ms)"
+        text = f"{_x(ratio)} (mixed load; p50 {_f(one['p50_ms'], 2)} ms, p99 {_f(one['p99_ms'], 2)} ms)"
         out["tail"] = {"measured": ratio, "text": text, "met": bool(ratio <= 2)}
     on, off = s["fixed"].get("batching_on"), s["fixed"].get("batching_off")
     if on and off:
