@@ -35,6 +35,7 @@ and on-order broadcast against [...].
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -64,6 +65,10 @@ class ReplenishmentPlan:
 
 
 def _finite_array(value: object, name: str) -> np.ndarray:
+    if type(value) is float or type(value) is int:  # one SKU's plain numbers: no numpy round trip (bool excluded)
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite (no NaN or inf)")
+        return np.asarray(float(value))
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -147,12 +152,29 @@ def _same_levels(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 
 def interpolate_quantile(values: np.ndarray, levels: np.ndarray, alpha: float) -> np.ndarray:
     """Quantile at `alpha` from values [..., k] at increasing `levels` [k], linear in normal scores."""
-    z = _normal_scores(tuple(float(lv) for lv in levels))  # k values, a handful, the same few every time
+    j, frac = _segment(tuple(np.asarray(levels, dtype=np.float64).tolist()), float(alpha))
+    lo, hi = values[..., j], values[..., j + 1]
+    return lo + (hi - lo) * frac
+
+
+@lru_cache(maxsize=256)
+def _segment(levels: tuple[float, ...], alpha: float) -> tuple[int, float]:
+    """(j, fraction of the way from levels[j] to levels[j + 1]) of alpha in normal scores; kept, since every
+    answer asks the same few (levels, service level) pairs."""
+    z = _normal_scores(levels)
     za = NormalDist().inv_cdf(alpha)
     # Segment: the pair of levels around alpha, or the outermost pair when alpha lies beyond them.
     j = int(np.clip(np.searchsorted(z, za) - 1, 0, len(z) - 2))
-    lo, hi = values[..., j], values[..., j + 1]
-    return lo + (hi - lo) * (za - z[j]) / (z[j + 1] - z[j])
+    return j, float((za - z[j]) / (z[j + 1] - z[j]))
+
+
+def _broadcast_inputs(batch: tuple[int, ...], *arrays: np.ndarray) -> list[np.ndarray]:
+    try:
+        return np.broadcast_arrays(*(np.broadcast_to(a, batch) for a in arrays))
+    except ValueError:
+        raise ValueError(
+            f"stock_on_hand, on_order, lead_time_days and review_days must broadcast to the batch shape {batch}"
+        ) from None
 
 
 def plan_replenishment(
@@ -194,7 +216,7 @@ def plan_replenishment(
         (lead, "lead_time_days"),
         (review, "review_days"),
     ):
-        if np.any(arr < 0):
+        if (arr < 0).any():
             raise ValueError(f"{name} must be >= 0")
     alpha = _finite_array(service_level, "service_level")
     if alpha.ndim != 0 or not 0.0 < float(alpha) < 1.0:
@@ -207,14 +229,8 @@ def plan_replenishment(
             f"the calibration is fitted on levels {list(calibration.base_levels)}, the quantiles have {levels.tolist()}"
         )
     batch = q.shape[:-2]
-    try:
-        stock, pending, lead, review = np.broadcast_arrays(
-            *(np.broadcast_to(a, batch) for a in (stock, pending, lead, review))
-        )
-    except ValueError:
-        raise ValueError(
-            f"stock_on_hand, on_order, lead_time_days and review_days must broadcast to the batch shape {batch}"
-        ) from None
+    if batch or stock.ndim or pending.ndim or lead.ndim or review.ndim:  # one SKU's four numbers need nothing
+        stock, pending, lead, review = _broadcast_inputs(batch, stock, pending, lead, review)
 
     horizon = q.shape[-2]
     n_days = max(int(np.ceil((lead + review).max(initial=0.0))), 1)
