@@ -184,16 +184,9 @@ def init_biases(model: DINModel, rows: RecSamples, category: np.ndarray, prior_w
     Rates are shrunk towards the level above with `prior_weight` pseudo-impressions (as `item_ctr`), so a
     rare item starts near its category. From zero, Adam moves a bias by about lr per step its item is in,
     a few tenths of a logit over a quick run on a small log, far short of the CTR spread."""
-    cat = category[rows.item]
-    n_cats = int(category.max(initial=0)) + 1
-    shown_c = np.bincount(cat, minlength=n_cats).astype(np.float64)
-    clicked_c = np.bincount(cat, weights=rows.label, minlength=n_cats)
-    prior = float(np.clip(clicked_c.sum() / max(shown_c.sum(), 1.0), 1e-4, 1 - 1e-4))
-    cat_rate = (clicked_c + prior_weight * prior) / (shown_c + prior_weight)
-    n_items = category.shape[0]
-    shown_i = np.bincount(rows.item, minlength=n_items).astype(np.float64)
-    clicked_i = np.bincount(rows.item, weights=rows.label, minlength=n_items)
-    item_rate = (clicked_i + prior_weight * cat_rate[category]) / (shown_i + prior_weight)
+    prior = float(np.clip(rows.label.sum() / max(len(rows), 1), 1e-4, 1 - 1e-4))
+    cat_rate = shrunk_rates(category[rows.item], rows.label, int(category.max(initial=0)) + 1, prior_weight, prior)
+    item_rate = shrunk_rates(rows.item, rows.label, category.shape[0], prior_weight, cat_rate[category])
 
     def logit(p: np.ndarray | float) -> np.ndarray:
         return np.log(p) - np.log1p(-np.asarray(p))
@@ -295,12 +288,21 @@ def fit(
     return unwrap(ddp), history, stopper.best_epoch + 1
 
 
+def shrunk_rates(
+    ids: np.ndarray, labels: np.ndarray, n: int, prior_weight: float, prior: float | np.ndarray | None = None
+) -> np.ndarray:
+    """Click rate per id 0..n-1 with `prior_weight` pseudo-impressions at `prior` (a rate, or one per id;
+    None: the rows' own rate) -> float [n]."""
+    shown = np.bincount(ids, minlength=n).astype(np.float64)
+    clicked = np.bincount(ids, weights=labels, minlength=n)
+    if prior is None:
+        prior = clicked.sum() / max(shown.sum(), 1.0)
+    return (clicked + prior_weight * prior) / (shown + prior_weight)
+
+
 def item_ctr(rows: RecSamples, n_items: int, prior_weight: float = 20.0) -> np.ndarray:
     """Each item's click-through rate on the rows, shrunk towards the global rate -> float [n_items]."""
-    shown = np.bincount(rows.item, minlength=n_items).astype(np.float64)
-    clicked = np.bincount(rows.item, weights=rows.label, minlength=n_items)
-    prior = clicked.sum() / max(shown.sum(), 1.0)
-    return (clicked + prior_weight * prior) / (shown + prior_weight)
+    return shrunk_rates(rows.item, rows.label, n_items, prior_weight)
 
 
 def click_metrics(rows: RecSamples, scores: np.ndarray) -> dict[str, float]:

@@ -37,7 +37,12 @@ from training.data.sales import generate, load_dir, split_last_days
 from training.data.schema import SalesPanel
 from training.forecast.backtest import CALIBRATED as CALIBRATED_NAME
 from training.forecast.backtest import GOAL_IN_STOCK, Policy, backtest, order_up_to_levels
-from training.forecast.calibration import COVERAGE_DAYS, coverage_table, pooled_lead_time_coverage
+from training.forecast.calibration import (
+    COVERAGE_DAYS,
+    coverage_table,
+    lead_time_coverage,
+    pooled_lead_time_coverage,
+)
 from training.models.tcn import TCNConfig, TCNForecaster
 from training.report import format_table, write_report
 from training.tasks.tcn import HORIZON, PROFILES, PanelArrays, calibrate_totals, predict
@@ -187,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sd = residual_sd(history.units[:, t_train:], mean[:, 0])
     coverage = pooled_lead_time_coverage(test.units, q[:, 1:], decisions, levels, cal)
-    first_origin = pooled_lead_time_coverage(test.units, q[:, 1:2], decisions[:1], levels, cal)  # = training's
+    first_origin = lead_time_coverage(test.units, q[:, 1], levels, cal)  # training's figure
     s_levels = order_up_to_levels(q[:, 1:], mean[:, 1:], sd, levels, cal, policy)
     results = backtest(s_levels, test.units, np.array(decisions), policy)
 

@@ -21,13 +21,7 @@ from training.data.schema import BehaviorLog
 from training.data.splits import leave_last_out
 from training.distributed import all_reduce_mean, barrier, init_distributed, unwrap, wrap_ddp
 from training.metrics.ranking import ndcg_at_k, recall_at_k, target_ranks
-from training.models.two_tower import (
-    TwoTower,
-    TwoTowerConfig,
-    in_batch_softmax_loss,
-    price_bucket_edges,
-    price_buckets,
-)
+from training.models.two_tower import TwoTower, TwoTowerConfig, in_batch_softmax_loss, price_bucket_edges, price_buckets
 from training.report import format_table, write_report
 from training.tasks.base import EarlyStopping, TrainArgs
 from training.tasks.rec_samples import RecSamples, behavior_data, model_ids, next_item_rows, shard_batches, target_rows
@@ -53,6 +47,10 @@ class TwoTowerTrainConfig:
     patience: int = 2
     stop_k: int = 50  # early stopping watches valid recall@stop_k (50 or 200)
     valid_users: int = 2000  # users ranked for early stopping (all items each)
+
+    def __post_init__(self) -> None:
+        if self.stop_k not in (50, 200):  # the two recalls each epoch computes
+            raise ValueError(f"stop_k must be 50 or 200, not {self.stop_k!r}")
 
 
 # What the quick and full profiles share: the last 20 positives read by mean, last item and 4 attention heads
