@@ -184,7 +184,7 @@ def gateway(
         "SERVING_EXECUTION_PROVIDER": device,
         "SERVING_ORT_INTRA_OP_THREADS": str(n_cores(cores or "0")),
         "SERVING_ORT_INTER_OP_THREADS": "1",
-        "SERVING_FAISS_GPU": "auto" if device == "cuda" else "off",
+        "SERVING_RETRIEVAL_GPU": "auto" if device == "cuda" else "off",
         "SERVING_LOG_LEVEL": "warning",
         **thread_env(cores or "0"),
         **(extra_env or {}),

@@ -6,6 +6,7 @@ import hashlib
 import os
 import random
 import sys
+import time
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -64,3 +65,10 @@ def torch_device(requested: str = "auto") -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return requested
+
+
+def epoch_speed(samples: int, t0: float) -> dict[str, float]:
+    """An epoch's training pass as history fields (bench/gpu reads samples/s from them): the pass only,
+    validation left out. The loops call loss.item() every step, so a GPU's queue is drained by now."""
+    seconds = time.perf_counter() - t0
+    return {"train_samples": int(samples), "train_seconds": round(seconds, 4)}

@@ -47,7 +47,7 @@ def load(ctx: LoadContext) -> Loaded:
         index_path,
         nprobe=s.nprobe or tuned.get("nprobe"),
         ef_search=s.ef_search or tuned.get("ef_search"),
-        gpu=s.faiss_gpu,
+        gpu=s.retrieval_gpu,
     )
     # The item tower embeds items added online; without it they are kept out of retrieval (popular lists only).
     encoder_path = ctx.file("models.item_tower.file", ITEM_TOWER_FILE)

@@ -2,8 +2,13 @@
 
 The index is export's file (artifacts/retrieval/items.faiss, named in the manifest): ids are model
 item indices 0..n-1, vectors L2-normalised, metric inner product. Search settings (IVF nprobe, HNSW
-efSearch) start at the values export tuned for its recall target and can be overridden. When FAISS
-has GPU support and a GPU is present, flat and IVF indexes are moved to it (HNSW has no GPU version).
+efSearch) start at the values export tuned for its recall target and can be overridden.
+
+Where the search runs is chosen at start-up (`gpu`, SERVING_RETRIEVAL_GPU): "auto" moves a flat or IVF index to
+a GPU when FAISS has GPU support and sees one (HNSW has no GPU version), else runs exact search with CuPy when it
+imports and sees a CUDA device (`ExactIndex` over the index's vectors: recall 1, no nprobe / efSearch), else
+searches the FAISS index on the CPU. "faiss" and "cupy" ask for one engine and fall back to the CPU with a
+warning when it is not there; "off" is the CPU. `xp=numpy` runs the exact engine's code on the CPU (the tests).
 
 Exclusion (seen items, out-of-stock items) over-fetches and filters: FAISS returns k + len(excluded)
 rows, the excluded ones are dropped with one vectorised membership test, and the search widens
@@ -14,9 +19,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import ModuleType
+from typing import Literal
 
 import faiss
 import numpy as np
+
+from serving.recommend.exact_index import ExactIndex, cupy_device
+
+GpuChoice = Literal["auto", "faiss", "cupy", "off"]
 
 log = logging.getLogger("serving.recommend.retrieval")
 
@@ -32,21 +43,48 @@ def normalise(x: np.ndarray) -> np.ndarray:
 
 class Retriever:
     def __init__(
-        self, index: faiss.Index, *, nprobe: int | None = None, ef_search: int | None = None, gpu: str = "auto"
+        self,
+        index: faiss.Index | ExactIndex,
+        *,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+        gpu: GpuChoice | str = "auto",
+        xp: ModuleType | None = None,
     ):
-        self.kind = _kind(index)
+        """`index`: a CPU FAISS index (searched where `gpu` says) or an ExactIndex (searched as it is). `xp`: the
+        array module of the exact engine when it is chosen; default: CuPy on a CUDA device, when present."""
+        if gpu not in ("auto", "faiss", "cupy", "off"):
+            raise ValueError(f"gpu must be auto, faiss, cupy or off, not {gpu!r}")
         self._gpu_resources = None
-        if nprobe is not None:
-            _set_param(index, "nprobe", nprobe)
-        if ef_search is not None:
-            _set_param(index, "efSearch", ef_search)
-        self.device = "cpu"
-        if gpu == "auto" and gpu_count() > 0 and self.kind != "hnsw":
-            self._gpu_resources = faiss.StandardGpuResources()
-            index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
-            self.device = "gpu"
+        if isinstance(index, ExactIndex):
+            self.source_kind = "exact"
+        else:
+            self.source_kind = _kind(index)
+            engine, exact_xp = _choose(gpu, self.source_kind, xp)
+            if exact_xp is not None:
+                try:
+                    index = ExactIndex.from_faiss(index, exact_xp)
+                except Exception as exc:  # e.g. the vectors do not fit the GPU's memory
+                    if xp is not None:
+                        raise
+                    log.warning("exact search on the GPU (CuPy) failed to start (%s); searching FAISS on the CPU", exc)
+            elif engine == "faiss-gpu":
+                self._gpu_resources = faiss.StandardGpuResources()
+        if isinstance(index, ExactIndex):  # nprobe / efSearch do not apply to exact search
+            self.kind, self.engine, self.device = "exact", index.xp.__name__, index.device
+            self.nprobe = self.ef_search = None
+        else:
+            self.kind, self.engine = self.source_kind, "faiss"
+            if nprobe is not None:
+                _set_param(index, "nprobe", nprobe)
+            if ef_search is not None:
+                _set_param(index, "efSearch", ef_search)
+            self.device = "cpu"
+            if self._gpu_resources is not None:  # the CPU index's search settings travel with the copy
+                index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
+                self.device = "gpu"
+            self.nprobe, self.ef_search = nprobe, ef_search
         self.index = index
-        self.nprobe, self.ef_search = nprobe, ef_search
 
     @classmethod
     def load(cls, path: str | Path, **kwargs: object) -> Retriever:
@@ -67,6 +105,8 @@ class Retriever:
     def describe(self) -> dict[str, object]:
         return {
             "kind": self.kind,
+            "source_kind": self.source_kind,
+            "engine": self.engine,
             "items": self.ntotal,
             "dim": self.dim,
             "device": self.device,
@@ -149,14 +189,36 @@ class Retriever:
         return out_scores, out_ids
 
 
-def _set_param(index: faiss.Index, name: str, value: int) -> None:
+def _choose(gpu: str, kind: str, xp: ModuleType | None) -> tuple[str, ModuleType | None]:
+    """The engine for a FAISS index of `kind` -> ("faiss-gpu" | "cupy" | "cpu", the exact engine's array module)."""
+    if gpu == "off":
+        return "cpu", None
+    if gpu in ("auto", "faiss") and gpu_count() > 0 and kind != "hnsw":
+        return "faiss-gpu", None
+    if gpu == "faiss":
+        why = "HNSW has no FAISS GPU version" if gpu_count() > 0 else "FAISS has no GPU support or sees no GPU"
+        log.warning("retrieval gpu=faiss: %s; searching FAISS on the CPU", why)
+        return "cpu", None
+    exact_xp = xp if xp is not None else cupy_device()
+    if exact_xp is not None:
+        return "cupy", exact_xp
+    if gpu == "cupy":
+        log.warning("retrieval gpu=cupy: CuPy is not installed or sees no CUDA device; searching FAISS on the CPU")
+    return "cpu", None
+
+
+def _set_param(index: faiss.Index | ExactIndex, name: str, value: int) -> None:
+    if isinstance(index, ExactIndex):  # exact search has no nprobe / efSearch
+        return
     try:
         faiss.ParameterSpace().set_index_parameter(index, name, int(value))
     except RuntimeError as exc:
         raise ValueError(f"{name} does not apply to a {_kind(index)} index") from exc
 
 
-def _kind(index: faiss.Index) -> str:
+def _kind(index: faiss.Index | ExactIndex) -> str:
+    if isinstance(index, ExactIndex):
+        return "exact"
     base = faiss.downcast_index(index)
     name = type(base).__name__
     if "HNSW" in name:

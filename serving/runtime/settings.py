@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from serving.contracts.experiments import ExperimentConfig, read_experiment
@@ -22,7 +22,9 @@ ManifestCheck = Literal["hash", "size", "off"]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SERVING_", env_file=".env", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="SERVING_", env_file=".env", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     # Network
     host: str = Field("127.0.0.1", description="interface to bind; 0.0.0.0 inside a container")
@@ -100,7 +102,13 @@ class Settings(BaseSettings):
     # Retrieval
     nprobe: int | None = Field(None, ge=1, description="IVF lists searched; default: the manifest's tuned value")
     ef_search: int | None = Field(None, ge=1, description="HNSW efSearch; default: the manifest's tuned value")
-    faiss_gpu: Literal["auto", "off"] = Field("auto", description="move the index to a GPU when FAISS has one")
+    retrieval_gpu: Literal["auto", "faiss", "cupy", "off"] = Field(
+        "auto",
+        validation_alias=AliasChoices("SERVING_RETRIEVAL_GPU", "SERVING_FAISS_GPU"),  # the old name still works
+        description="where retrieval searches; auto = the FAISS index on a GPU when FAISS has GPU support (not HNSW), "
+        "else exact search with CuPy when it sees a CUDA device, else FAISS on the CPU; faiss / cupy = that engine "
+        "(the CPU, with a warning, when absent); off = FAISS on the CPU",
+    )
 
     # Which repository model answers /v1/intent and /v1/forecast (e.g. an int8 intent variant)
     intent_model: str = Field(

@@ -19,6 +19,7 @@ Both DIN variants train alike, with the paper's mini-batch aware regularisation 
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from training.checkpoint import save_checkpoint, training_source
-from training.common import progress, set_seed, torch_device
+from training.common import epoch_speed, progress, set_seed, torch_device
 from training.data.fingerprints import behavior_fingerprint
 from training.data.schema import ID_OFFSET
 from training.data.splits import leave_last_out
@@ -257,7 +258,7 @@ def fit(
     for epoch in range(epochs):
         model.train()
         batches = shard_batches(len(train), tc.batch_size, seed * 1000 + epoch, info.rank, info.world_size)
-        total = 0.0
+        total, t0 = 0.0, time.perf_counter()
         bar = progress(batches, desc=f"din[{cfg.pooling}] epoch {epoch + 1}/{epochs}")
         for idx in bar:
             inputs = batch_tensors(train, idx, feats, device)
@@ -271,11 +272,14 @@ def fit(
             opt.step()
             total += loss.item()
             bar.set_postfix(loss=f"{loss.item():.4f}")
+        speed = epoch_speed(sum(len(i) for i in batches), t0)
         val_scores = predict(model, valid, feats, device)
         val = all_reduce_mean(auc(valid.label, val_scores), info)
         val_gauc = all_reduce_mean(gauc(valid.label, val_scores, valid.user), info)
         train_loss = all_reduce_mean(total / max(len(batches), 1), info)
-        history.append({"epoch": epoch + 1, "train_loss": train_loss, "valid_auc": val, "valid_gauc": val_gauc})
+        history.append(
+            {"epoch": epoch + 1, "train_loss": train_loss, "valid_auc": val, "valid_gauc": val_gauc, **speed}
+        )
         if info.is_main:
             print(
                 f"[din:{cfg.pooling}] epoch {epoch + 1}: loss {train_loss:.4f}  "

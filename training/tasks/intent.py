@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from training.checkpoint import data_source, save_checkpoint
-from training.common import progress, set_seed, torch_device
+from training.common import epoch_speed, progress, set_seed, torch_device
 from training.data.fingerprints import intent_fingerprint
 from training.data.intents import (
     encoder_dir,
@@ -196,10 +196,11 @@ def fit(
         t0 = time.perf_counter()
         desc = f"intent epoch {epoch}/{max_epochs}"
         loss = train_epoch(model, train, optimizer, scheduler, profile, rng, device, desc)
+        speed = epoch_speed(int(train.label.shape[0]), t0)
         val_logits = predict_logits(model, val, device, desc="validate")
         val_acc = accuracy(val.label, val_logits.argmax(1))
         history.append(
-            {"epoch": epoch, "train_loss": loss, "val_accuracy": val_acc, "seconds": time.perf_counter() - t0}
+            {"epoch": epoch, "train_loss": loss, "val_accuracy": val_acc, "seconds": time.perf_counter() - t0, **speed}
         )
         print(f"[intent] epoch {epoch}: train loss {loss:.4f}, val accuracy {val_acc:.4f}", file=sys.stderr)
         stop = stopper.update(val_acc, model, epoch=epoch)

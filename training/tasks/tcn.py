@@ -36,7 +36,7 @@ import torch
 from serving.forecast.calibration import TotalsCalibration
 from serving.forecast.features import FeatureSpec, panel_calendar, shift_ids, take_windows, window_features
 from training.checkpoint import save_checkpoint, training_source
-from training.common import progress, set_seed, torch_device
+from training.common import epoch_speed, progress, set_seed, torch_device
 from training.data.fingerprints import sales_fingerprint
 from training.data.sales import PROFILES as SALES_PROFILES
 from training.data.sales import generate, load_dir, split_last_days
@@ -328,7 +328,7 @@ def run(args: TrainArgs) -> dict:
     for epoch in range(epochs):
         model.train()
         bar = progress(range(prof.steps_per_epoch), desc=f"tcn: epoch {epoch + 1}/{epochs}")
-        running = 0.0
+        running, t0 = 0.0, time.perf_counter()
         for step in bar:
             series = rng.choice(trainable, size=prof.batch_windows)
             end = rng.integers(lo_end[series], last_end + 1)
@@ -344,8 +344,9 @@ def run(args: TrainArgs) -> dict:
             sched.step()
             running += loss.item()
             bar.set_postfix(loss=f"{running / (step + 1):.4f}")
+        speed = epoch_speed(prof.steps_per_epoch * prof.batch_windows, t0)  # samples: series windows
         val = validation_loss(model, hist_data, valid_series, t_train - 1, spec, prof, device)
-        history_log.append({"epoch": epoch + 1, "train_loss": running / prof.steps_per_epoch, "val_loss": val})
+        history_log.append({"epoch": epoch + 1, "train_loss": running / prof.steps_per_epoch, "val_loss": val, **speed})
         print(f"[tcn] epoch {epoch + 1}: train {running / prof.steps_per_epoch:.4f}  val {val:.4f}", file=sys.stderr)
         if stopper.update(val, model, epoch):
             break

@@ -9,13 +9,14 @@ for the model, item popularity in the training log and the generator's oracle (`
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from training.checkpoint import save_checkpoint, training_source
-from training.common import progress, set_seed, torch_device
+from training.common import epoch_speed, progress, set_seed, torch_device
 from training.data.fingerprints import behavior_fingerprint
 from training.data.schema import BehaviorLog
 from training.data.splits import leave_last_out
@@ -202,7 +203,7 @@ def run(args: TrainArgs) -> dict:
     for epoch in range(epochs):
         model.train()
         batches = shard_batches(len(rows), tc.batch_size, args.seed * 1000 + epoch, info.rank, info.world_size)
-        total = 0.0
+        total, t0 = 0.0, time.perf_counter()
         bar = progress(batches, desc=f"two_tower epoch {epoch + 1}/{epochs}")
         for idx in bar:
             item_idx = torch.from_numpy(rows.item[idx].astype(np.int64)).to(device)
@@ -213,12 +214,13 @@ def run(args: TrainArgs) -> dict:
             opt.step()
             total += loss.item()
             bar.set_postfix(loss=f"{loss.item():.3f}")
+        speed = epoch_speed(sum(len(i) for i in batches), t0)
         ranks = model_ranks(model, valid, user_features, items, device)
         val = all_reduce_mean(recall_at_k(ranks, 50), info)
         val200 = all_reduce_mean(recall_at_k(ranks, 200), info)
         train_loss = all_reduce_mean(total / max(len(batches), 1), info)
         history.append(
-            {"epoch": epoch + 1, "train_loss": train_loss, "valid_recall@50": val, "valid_recall@200": val200}
+            {"epoch": epoch + 1, "train_loss": train_loss, "valid_recall@50": val, "valid_recall@200": val200, **speed}
         )
         if info.is_main:
             print(
