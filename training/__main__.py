@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         from training.tasks.tcn_eval import main as forecast_eval
 
         return forecast_eval(argv[1:])
+    if argv[:1] == ["forecast-rolling"]:  # its own options (training/tasks/tcn_rolling.py)
+        from training.tasks.tcn_rolling import main as forecast_rolling
+
+        return forecast_rolling(argv[1:])
     if argv[:1] == ["intent-oos"]:  # its own options (training/tasks/intent_oos.py)
         from training.tasks.intent_oos import main as intent_oos
 
@@ -53,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--max-epochs", type=int, default=None)
     sub.add_parser("price-eval", help="pricing against the known optimum (see python -m training price-eval -h)")
     sub.add_parser("forecast-eval", help="coverage of demand totals, replenishment backtest (forecast-eval -h)")
+    sub.add_parser("forecast-rolling", help="forecast-eval over several test months (forecast-rolling -h)")
     sub.add_parser("build", help="train several models side by side (python -m training build -h)")
     sub.add_parser("intent-oos", help="out-of-scope detection with held-out intents (python -m training intent-oos -h)")
     ns = parser.parse_args(argv)

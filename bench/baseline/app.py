@@ -206,16 +206,17 @@ class NaivePeer:
                 raise HTTPException(422, detail=str(exc)) from exc
         with t("model"):
             x = built.inputs
-            q, _ = self.m.models["tcn"](
+            q, mean = self.m.models["tcn"](
                 *(
                     self.m.tensor(x[k])
                     for k in ("past_features", "future_features", "series_scale", "store_ids", "category_ids")
                 )
             )
             quantiles = q.double().cpu().numpy()[0]
+            daily_mean = mean.double().cpu().numpy()[0]
         with t("replenishment"):
             days = forecast_days(quantiles, built.quantile_levels, req.horizon, built.first_date)
-            plan = replenishment_advice(quantiles, built.quantile_levels, req, built.calibration)
+            plan = replenishment_advice(quantiles, built.quantile_levels, req, built.calibration, daily_mean)
         return ForecastResponse(
             store_id=req.store_id,
             item_id=req.item_id,

@@ -30,7 +30,7 @@ from typing import Any
 from bench import servers
 from bench.__main__ import git_state, machine_slug, versions
 from bench.gpu import parity, retrieval, train_speed
-from bench.gpu.report import write_report
+from bench.gpu.report import update_readme, write_report
 
 ROOT = servers.ROOT
 STEPS = ("parity", "gateway", "retrieval", "training", "pytest")
@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--server-cores", default="", help="taskset list for the servers (default: half the cores)")
     p.add_argument("--load-cores", default="", help="taskset list for locust (default: the other half)")
     p.add_argument("--machine", default="", help="name in the result file (default: the GPU's name)")
+    p.add_argument("--readme", type=Path, default=ROOT / "README.md", help="README whose GPU markers get the goals")
+    p.add_argument("--no-readme", action="store_true", help="leave the README alone (a dry run always does)")
     return p.parse_args(argv)
 
 
@@ -224,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     meta["seconds"]["total"] = round(time.monotonic() - t_start, 1)
     name = ns.machine or ("dry-run-cpu" if ns.dry_run else facts.get("gpu", "gpu"))
     md = write_report(results, meta, ns.results, f"{machine_slug(name)}-{meta['date']}")
+    if not (ns.dry_run or ns.no_readme):
+        update_readme(ns.readme, md, results, meta)
     say(f"report {md}; {meta['seconds']['total']:.0f} s; failed steps: {sorted(meta['errors']) or 'none'}")
     return 1 if meta["errors"] else 0
 

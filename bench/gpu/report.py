@@ -271,3 +271,30 @@ def write_report(results: Mapping[str, Any], meta: Mapping[str, Any], out_dir: P
         json.dumps({"meta": meta, "results": results, "goals": goals(results, meta["dry_run"])}, indent=1, default=str)
     )
     return md
+
+
+GPU_START, GPU_END = "<!-- GPU:START -->", "<!-- GPU:END -->"
+
+
+def update_readme(readme: Path, md: Path, results: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+    """The README's GPU section (between the GPU markers): the goals table of this run and a link to its report."""
+    text = readme.read_text()
+    if GPU_START not in text or GPU_END not in text:
+        raise ValueError(f"{readme} has no {GPU_START} ... {GPU_END} markers to fill")
+    rel = (
+        md.resolve().relative_to(readme.resolve().parent)
+        if md.resolve().is_relative_to(readme.resolve().parent)
+        else md
+    )
+    facts = meta["facts"]
+    section = [
+        GPU_START,
+        f"Measured with `{meta['command']}` on {facts.get('gpu', 'a GPU')} ({facts.get('cpus')} CPUs), {meta['date']}; "
+        f"full report: [{rel}]({rel}).",
+        "",
+        format_table(goals(results, meta["dry_run"])),
+        "",
+        GPU_END,
+    ]
+    head, rest = text.split(GPU_START, 1)
+    readme.write_text(head + "\n".join(section) + rest.split(GPU_END, 1)[1])

@@ -32,9 +32,11 @@ def replenishment_advice(
     levels: Sequence[float],
     req: ForecastRequest,
     calibration: TotalsCalibration | None = None,
+    mean: np.ndarray | None = None,
 ) -> Replenishment | None:
     """The advice when the request sends `stock`; planned over the model's whole horizon, not just the days shown,
-    from the calibrated period totals when the artifacts carry a calibration."""
+    from the calibrated period totals when the artifacts carry a calibration (`mean` [H]: the model's daily
+    mean forecast, which a calibration of slow movers by their mean needs)."""
     if req.stock is None:
         return None
     p = plan_replenishment(
@@ -46,6 +48,7 @@ def replenishment_advice(
         on_order=req.on_order,
         quantile_levels=list(levels),
         calibration=calibration,
+        mean_demand=mean,
     )
     return Replenishment(
         status=str(p.status),

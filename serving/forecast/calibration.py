@@ -18,6 +18,15 @@ split held out of training (split-conformal quantile scaling, one set of scores 
   14-day coverage went from 83.4 % to 81.6 %). A group with too few validation totals uses the pooled
   scores.
 
+Slow movers (`slow_scale = "mean"`): where the daily quantiles are all but zero (a series selling on a few
+days in a hundred has P10 = P50 = P90 = 0 every day, rightly), their sums say nothing about the total's spread,
+and the floor gives every such series the same absolute interval whatever it sells. With the model's daily mean
+forecast at hand, a total in the "summed P10 = 0" group is centred at its mean total M (the sum of the daily
+means) with spread sqrt(M), its Poisson sd: the score is a standardised residual, and the calibrated bounds
+M + Q_l sqrt(M) grow with what the series sells. A
+calibration fitted that way needs the mean wherever it is used; one fitted without it (`"floor"`, older
+checkpoints) ignores it.
+
 Scores are fitted per whole day count L = 1..H (training/forecast/calibration.py); a fractional L
 interpolates between its neighbours, L > H uses H's scores (the days past the horizon are filled by
 replenishment's week repetition and flagged there), L < 1 uses L = 1's.
@@ -34,6 +43,7 @@ import numpy as np
 # Levels the calibrated totals are given at: dense around the service levels the advice asks for.
 CALIBRATED_LEVELS: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 METHOD = "split-conformal scaling of summed daily quantiles, per period length"
+SLOW_SCALES = ("floor", "mean")  # the spread of a slow mover's total: spread_floor only, or the mean's Poisson sd
 
 
 def spread_floor(median: np.ndarray) -> np.ndarray:
@@ -51,9 +61,10 @@ def group_of(daily: np.ndarray, days: np.ndarray) -> np.ndarray:
 
 
 def base_totals(
-    daily: np.ndarray, days: np.ndarray, levels: Sequence[float]
+    daily: np.ndarray, days: np.ndarray, levels: Sequence[float], mean: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Summed daily quantiles over the first `days` [...] (fractional) of daily [..., n_days, k].
+    """Summed daily quantiles over the first `days` [...] (fractional) of daily [..., n_days, k]; with the
+    daily mean forecast [..., n_days], slow movers are centred at their mean total, spread its sqrt (module docstring).
 
     -> median, lower spread, upper spread of the total, each [...] (spreads floored, > 0)."""
     lv = np.asarray(levels, dtype=np.float64)
@@ -62,7 +73,15 @@ def base_totals(
     total = (daily * weight[..., None]).sum(axis=-2)  # [..., k]: rho = 1, the sum of the quantiles
     med = total[..., mid]
     floor = spread_floor(med)
-    return med, np.maximum(med - total[..., 0], floor), np.maximum(total[..., -1] - med, floor)
+    down, up = np.maximum(med - total[..., 0], floor), np.maximum(total[..., -1] - med, floor)
+    if mean is None:
+        return med, down, up
+    # Slow movers (group_of's group 0): centre at the mean total, spread its Poisson sd, so a score is a
+    # standardised residual whose quantiles hold at any rate.
+    m_total = np.maximum((np.asarray(mean, dtype=np.float64) * weight).sum(axis=-1), 0.0)
+    slow = total[..., 0] <= 1e-9
+    sd = np.maximum(spread_floor(m_total), np.sqrt(m_total))
+    return np.where(slow, m_total, med), np.where(slow, sd, down), np.where(slow, sd, up)
 
 
 def scores(actual_total: np.ndarray, med: np.ndarray, down: np.ndarray, up: np.ndarray) -> np.ndarray:
@@ -82,6 +101,7 @@ class TotalsCalibration:
     base_levels: tuple[float, ...]  # the daily quantile levels the base interval is built from
     n_fit: tuple[int, ...] = ()  # validation totals behind each row
     method: str = METHOD
+    slow_scale: str = "floor"  # SLOW_SCALES: "mean" needs the daily mean forecast in totals()
 
     def __post_init__(self) -> None:
         s = np.asarray(self.scores, dtype=np.float64)
@@ -99,6 +119,8 @@ class TotalsCalibration:
             raise ValueError(f"calibration levels must increase within (0, 1), got {list(self.levels)}")
         if not np.any(np.isclose(lv, 0.5)):
             raise ValueError("calibration levels must include the median 0.5")
+        if self.slow_scale not in SLOW_SCALES:
+            raise ValueError(f"slow_scale must be one of {SLOW_SCALES}, got {self.slow_scale!r}")
         if list(self.days) != list(range(1, len(self.days) + 1)):
             raise ValueError("calibration days must be 1, 2, ..., H")
         bl = np.asarray(self.base_levels, dtype=np.float64)
@@ -119,15 +141,21 @@ class TotalsCalibration:
         frac = (x - lo)[..., None]
         return self.scores[lo - 1, g] * (1.0 - frac) + self.scores[hi - 1, g] * frac
 
-    def totals(self, daily: np.ndarray, days: np.ndarray) -> np.ndarray:
+    def totals(self, daily: np.ndarray, days: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
         """Calibrated quantiles at `levels` of total demand over the first `days` [...] of daily
-        [..., n_days, len(base_levels)] (units) -> [..., len(levels)], >= 0 and non-decreasing."""
+        [..., n_days, len(base_levels)] (units) -> [..., len(levels)], >= 0 and non-decreasing. `mean`
+        [..., n_days]: the daily mean forecast, required when slow_scale is "mean", else not used."""
         daily = np.asarray(daily, dtype=np.float64)
         if daily.shape[-1] != len(self.base_levels):
             raise ValueError(f"daily quantiles have {daily.shape[-1]} levels, the calibration {len(self.base_levels)}")
+        if self.slow_scale == "mean":
+            if mean is None:
+                raise ValueError("this calibration scales slow movers by the mean forecast: pass the daily means")
+            if np.shape(mean) != daily.shape[:-1]:
+                raise ValueError(f"mean must be {list(daily.shape[:-1])}, got {list(np.shape(mean))}")
         days = np.asarray(days, dtype=np.float64)
         days = np.broadcast_to(days, daily.shape[:-2])
-        med, down, up = base_totals(daily, days, self.base_levels)
+        med, down, up = base_totals(daily, days, self.base_levels, mean if self.slow_scale == "mean" else None)
         q = self.scores_for(days, group_of(daily, days))
         out = med[..., None] + np.where(q >= 0, q * up[..., None], q * down[..., None])
         # No demand period (0 days) has a zero total, whatever the floor says.
@@ -143,6 +171,7 @@ class TotalsCalibration:
             "scores": np.round(self.scores, 6).tolist(),
             "base_levels": list(self.base_levels),
             "n_fit": list(self.n_fit),
+            "slow_scale": self.slow_scale,
         }
 
     @classmethod
@@ -158,6 +187,7 @@ class TotalsCalibration:
                 base_levels=tuple(float(x) for x in d["base_levels"]),
                 n_fit=tuple(int(x) for x in d.get("n_fit", ())),
                 method=str(d.get("method", METHOD)),
+                slow_scale=str(d.get("slow_scale", "floor")),  # older calibrations: the floor
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed totals calibration: {exc!r}") from None

@@ -26,12 +26,14 @@ async def forecast(rt: Runtime, req: ForecastRequest) -> ForecastResponse:
         model = rt.model(name)
         built = source.build(req.store_id, req.item_id, req.history)
     with timer.stage("model"):
-        quantiles = np.asarray((await rt.infer(name, built.inputs))["quantiles"], dtype=np.float64)[0]  # [H, levels]
-        if not np.all(np.isfinite(quantiles)):  # a wrong number is worse than none
+        out = await rt.infer(name, built.inputs)
+        quantiles = np.asarray(out["quantiles"], dtype=np.float64)[0]  # [H, levels]
+        mean = np.asarray(out["mean"], dtype=np.float64)[0] if "mean" in out else None  # [H]
+        if not np.all(np.isfinite(quantiles)) or (mean is not None and not np.all(np.isfinite(mean))):
             raise ModelUnavailable(name, "the model returned values that are not finite numbers")
     with timer.stage("replenishment"):
         days = forecast_days(quantiles, built.quantile_levels, req.horizon, built.first_date)
-        plan = replenishment_advice(quantiles, built.quantile_levels, req, built.calibration)
+        plan = replenishment_advice(quantiles, built.quantile_levels, req, built.calibration, mean)
     return ForecastResponse(
         store_id=req.store_id,
         item_id=req.item_id,

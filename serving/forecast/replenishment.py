@@ -188,6 +188,7 @@ def plan_replenishment(
     quantile_levels: Sequence[float] = DEFAULT_LEVELS,
     error_correlation: float = 1.0,
     calibration: TotalsCalibration | None = None,
+    mean_demand: np.ndarray | None = None,
 ) -> ReplenishmentPlan:
     """Order quantity and status for one SKU or a batch (rule in the module docstring).
 
@@ -196,6 +197,8 @@ def plan_replenishment(
     service_level: target probability of no stock-out before the next delivery, in (0, 1).
     error_correlation: rho in [0, 1], how daily forecast errors combine (1 = sum the quantiles).
     calibration: calibrated period totals (rule 5); its base levels must be `quantile_levels`.
+    mean_demand: [..., H] the daily mean forecast (units), which a calibration that scales slow movers by
+    their mean needs (TotalsCalibration.slow_scale "mean"); not used otherwise.
     Raises ValueError naming the argument for invalid input.
     """
     levels = _validate_levels(quantile_levels)
@@ -242,7 +245,16 @@ def plan_replenishment(
         total_levels = levels
     else:
         # Both periods in one call: [2, ...] (the per-call cost is most of it for one SKU).
-        lt_q, cover_q = calibration.totals(np.broadcast_to(daily, (2, *daily.shape)), np.stack([lead, lead + review]))
+        mean2 = None
+        if mean_demand is not None:
+            m = _finite_array(mean_demand, "mean_demand")
+            if m.shape != q.shape[:-1] or np.any(m < 0):
+                raise ValueError(f"mean_demand must be >= 0 with shape {list(q.shape[:-1])}, got {list(m.shape)}")
+            m = _extend_horizon(m[..., None], n_days)[..., 0]
+            mean2 = np.broadcast_to(m, (2, *m.shape))
+        lt_q, cover_q = calibration.totals(
+            np.broadcast_to(daily, (2, *daily.shape)), np.stack([lead, lead + review]), mean2
+        )
         total_levels = np.asarray(calibration.levels, dtype=np.float64)
     reorder_point = np.maximum(interpolate_quantile(lt_q, total_levels, float(alpha)), 0.0)
     order_up_to = np.maximum(interpolate_quantile(cover_q, total_levels, float(alpha)), reorder_point)

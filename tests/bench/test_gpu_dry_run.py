@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.gpu.report import goals
+from bench.gpu.report import GPU_END, GPU_START, goals, update_readme
 from bench.servers import ROOT
 from tests.bench.helpers import write_tiny_checkpoints
 from tests.serving import gateway_helpers as g
@@ -88,3 +88,14 @@ def test_goals_are_judged_on_the_figures() -> None:
     assert bad[0]["measured"].startswith("625 req/s")  # the fastest step inside p99 <= 10 ms, not the peak
     small = goals(_results(2500, 9.0, 2e6, 8000, 1_000_000, 1.0, 900, 300))[3]
     assert small["met"] == "no" and "1,000,000 items" in small["measured"]  # 10M was not measured
+
+
+def test_the_readme_gets_the_goals_between_its_markers(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{GPU_START}\nNo GPU run yet.\n{GPU_END}\nrest\n")
+    md = tmp_path / "bench" / "results" / "nvidia-h200-2026-12-03.md"
+    meta = {"command": "python -m bench.gpu --build", "facts": {"gpu": "NVIDIA H200", "cpus": 16}, "date": "2026-12-03"}
+    update_readme(readme, md, _results(2500, 9.0, 2e6, 8000, 10_000_000, 3.0, 900, 300), {**meta, "dry_run": False})
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("rest\n") and "No GPU run yet" not in text
+    assert "(bench/results/nvidia-h200-2026-12-03.md)" in text and text.count("| yes |") == 5

@@ -102,3 +102,46 @@ def test_pooled_coverage_weights_each_origin_and_skips_totals_that_do_not_fit():
         want = sum(c[f"{days}d_rho1"] * k for c, k in zip(per, n, strict=True)) / sum(n)
         assert pooled[f"{days}d_rho1"] == pytest.approx(want)
     assert n == [39]  # the 28-day total: only the first origin, without the series that misses a day
+
+
+def _intermittent(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Slow movers whose daily quantiles are all zero (rightly: they sell on a few days in a hundred) while
+    their rates differ fortyfold; the mean forecast knows the rate."""
+    rng = np.random.default_rng(seed)
+    rate = rng.uniform(0.01, 0.4, n)
+    actual = rng.poisson(rate[:, None], (n, H)).astype(float)
+    return np.zeros((n, H, len(BASE))), actual, np.repeat(rate[:, None], H, axis=1)
+
+
+def test_slow_movers_scaled_by_their_mean_keep_coverage_at_every_rate():
+    """With the floor alone every slow mover gets one absolute interval: the fast ones among them fall out of
+    it, the slow ones are over-covered. Scaled by sqrt(mean total), the bounds follow each series' rate."""
+    daily, actual, mean = _intermittent(4000, seed=7)
+    floor_cal = fit_totals_calibration(daily, actual, np.full(4000, H), BASE)
+    mean_cal = fit_totals_calibration(daily, actual, np.full(4000, H), BASE, mean=mean)
+    assert (floor_cal.slow_scale, mean_cal.slow_scale) == ("floor", "mean")
+    t_daily, t_actual, t_mean = _intermittent(4000, seed=8)
+    fast = t_mean[:, 0] > 0.3
+    upper = mean_cal.totals(t_daily, np.full(4000, 28.0), t_mean)[:, list(mean_cal.levels).index(0.9)]
+    flat = floor_cal.totals(t_daily, np.full(4000, 28.0))[:, list(floor_cal.levels).index(0.9)]
+    total = t_actual.sum(axis=1)
+    assert np.ptp(flat) == 0.0 and np.corrcoef(upper, t_mean[:, 0])[0, 1] > 0.95
+    assert np.mean(total[fast] <= flat[fast]) < 0.75  # the premise: the floor's one bound misses the fast ones
+    assert np.mean(total[fast] <= upper[fast]) > 0.85  # P90: about 90 % of totals at or under it
+    cov = total_coverage(t_daily, t_actual, 28, BASE, mean_cal, t_mean)
+    assert abs(cov - 0.8) < 0.05
+
+
+def test_a_mean_scaled_calibration_needs_the_means_and_round_trips():
+    daily, actual, mean = _intermittent(500, seed=9)
+    cal = fit_totals_calibration(daily, actual, np.full(500, H), BASE, mean=mean)
+    with pytest.raises(ValueError, match="pass the daily means"):
+        cal.totals(daily, np.full(500, 7.0))
+    with pytest.raises(ValueError, match="mean must be"):
+        cal.totals(daily, np.full(500, 7.0), mean[:, :3])
+    back = TotalsCalibration.from_dict(cal.to_dict())
+    assert back.slow_scale == "mean"
+    want = cal.totals(daily, np.full(500, 7.0), mean)
+    np.testing.assert_allclose(back.totals(daily, np.full(500, 7.0), mean), want, atol=1e-5)  # scores: 6 decimals
+    old = {k: v for k, v in cal.to_dict().items() if k != "slow_scale"}  # written before the field existed
+    assert TotalsCalibration.from_dict(old).slow_scale == "floor"

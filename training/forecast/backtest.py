@@ -59,7 +59,14 @@ def order_up_to_levels(
 
     def advice(cal: TotalsCalibration | None) -> np.ndarray:
         plan = plan_replenishment(
-            quantiles, 0.0, lead, alpha, review_days=review, quantile_levels=levels, calibration=cal
+            quantiles,
+            0.0,
+            lead,
+            alpha,
+            review_days=review,
+            quantile_levels=levels,
+            calibration=cal,
+            mean_demand=mean if cal is not None else None,
         )
         return plan.order_up_to
 

@@ -24,9 +24,11 @@ def fit_totals_calibration(
     usable_days: np.ndarray,
     base_levels: Sequence[float],
     levels: Sequence[float] = CALIBRATED_LEVELS,
+    mean: np.ndarray | None = None,
 ) -> TotalsCalibration:
     """daily [S, H, k] forecast quantiles per sample (series x origin), actual [S, H] the sales after
-    each origin (NaN = not observed), usable_days [S] how many of them lie inside the validation split.
+    each origin (NaN = not observed), usable_days [S] how many of them lie inside the validation split;
+    mean [S, H] the daily mean forecasts (given: slow movers are scaled by them, slow_scale "mean").
 
     A total of L days counts when L <= usable_days and all its L days are observed. Scores are fitted per
     group (serving/forecast/calibration.py GROUPS); a group with fewer than MIN_TOTALS totals of some L
@@ -38,7 +40,8 @@ def fit_totals_calibration(
             f"actual must be [{s}, {h}] and usable_days [{s}], got {actual.shape} and {np.shape(usable_days)}"
         )
     lengths = np.arange(1, h + 1, dtype=np.float64)
-    med, down, up = base_totals(daily[:, None], lengths[None, :], base_levels)  # [S, H] each
+    m = None if mean is None else np.broadcast_to(np.asarray(mean, dtype=np.float64)[:, None], (s, h, h))
+    med, down, up = base_totals(daily[:, None], lengths[None, :], base_levels, m)  # [S, H] each
     seen = np.cumprod(np.isfinite(actual), axis=1).astype(bool)  # first L days all observed
     ok = seen & (lengths[None, :] <= np.asarray(usable_days)[:, None])
     u = scores(np.cumsum(np.nan_to_num(actual), axis=1), med, down, up)  # [S, H]
@@ -59,14 +62,20 @@ def fit_totals_calibration(
         scores=np.maximum.accumulate(np.asarray(rows), axis=-1),  # guards float ties only
         base_levels=tuple(float(x) for x in base_levels),
         n_fit=tuple(counts),
+        slow_scale="floor" if mean is None else "mean",
     )
 
 
 def total_coverage(
-    daily: np.ndarray, actual: np.ndarray, days: int, base_levels: Sequence[float], cal: TotalsCalibration | None
+    daily: np.ndarray,
+    actual: np.ndarray,
+    days: int,
+    base_levels: Sequence[float],
+    cal: TotalsCalibration | None,
+    mean: np.ndarray | None = None,
 ) -> float:
     """P10-P90 coverage of `days`-day totals (series with all those days observed), from the summed
-    daily quantiles (cal None) or the calibrated totals."""
+    daily quantiles (cal None) or the calibrated totals (`mean` [S, H]: the daily means it may need)."""
     seen = np.isfinite(actual[:, :days]).all(axis=1)
     total = actual[seen, :days].sum(axis=1)
     lv = list(base_levels)
@@ -74,7 +83,7 @@ def total_coverage(
         span = daily[seen][:, :days].sum(axis=1)  # summed quantiles (rho = 1)
         lo, hi = span[:, lv.index(0.1)], span[:, lv.index(0.9)]
     else:
-        q = cal.totals(daily[seen], np.full(int(seen.sum()), float(days)))
+        q = cal.totals(daily[seen], np.full(int(seen.sum()), float(days)), None if mean is None else mean[seen])
         lo, hi = q[:, list(cal.levels).index(0.1)], q[:, list(cal.levels).index(0.9)]
     return float(np.mean((total >= lo) & (total <= hi))) if total.size else float("nan")
 
@@ -89,6 +98,7 @@ def lead_time_coverage(
     levels: Sequence[float],
     cal: TotalsCalibration | None = None,
     days_list: Sequence[int] = COVERAGE_DAYS,
+    mean: np.ndarray | None = None,
 ) -> dict[str, float]:
     """P10-P90 coverage of total demand over the first L test days, L in days_list, for the
     uncalibrated ways of combining daily quantiles (rho = 1: summed, 0: independent days, 0.5: in
@@ -104,7 +114,8 @@ def lead_time_coverage(
             q = period_demand_quantiles(quantiles[seen], w, lv, rho, h)
             out[f"{days}d_rho{rho:g}"] = float(np.mean((total >= q[:, 0]) & (total <= q[:, -1])))
         if cal is not None:
-            out[f"{days}d_calibrated"] = total_coverage(quantiles[seen], actual[seen], days, levels, cal)
+            m = None if mean is None else mean[seen]
+            out[f"{days}d_calibrated"] = total_coverage(quantiles[seen], actual[seen], days, levels, cal, m)
     return out
 
 
@@ -114,8 +125,10 @@ def pooled_lead_time_coverage(
     offsets: Sequence[int],
     levels: Sequence[float],
     cal: TotalsCalibration | None = None,
+    mean: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """`lead_time_coverage` pooled over forecast origins: quantiles [S, C, H, k] were made at test days
+    """`lead_time_coverage` pooled over forecast origins (mean [S, C, H]: their daily means, when the
+    calibration needs them): quantiles [S, C, H, k] were made at test days
     offsets[C] (0 = the last history day), actual [S, T] are the T test days. An L-day total counts from
     every origin with offset + L <= T, each series once per origin. One origin's coverage moves with that
     period's luck, which all series share (a calm week, a payday); several origins average some of it out."""
@@ -126,7 +139,8 @@ def pooled_lead_time_coverage(
         for days in fits:
             window = actual[:, offset : offset + days]
             n = int(np.isfinite(window).all(axis=1).sum())
-            for key, value in lead_time_coverage(window, quantiles[:, c], levels, cal, (days,)).items():
+            m = None if mean is None else mean[:, c]
+            for key, value in lead_time_coverage(window, quantiles[:, c], levels, cal, (days,), m).items():
                 hits[key] = hits.get(key, 0.0) + value * n
                 counts[key] = counts.get(key, 0) + n
     return {k: hits[k] / counts[k] if counts[k] else float("nan") for k in hits}

@@ -254,17 +254,23 @@ def calibrate_totals(
     through the exported forward(), so the calibration fits what is served."""
     t_hist, n = history.n_days, history.n_series
     ok = np.flatnonzero(data.first_obs + MIN_OBS - 1 <= t_train - 1)
-    daily, actual, usable = [], [], []
+    daily, means, actual, usable = [], [], [], []
     for origin in range(t_train - 1, t_hist - 1, VALID_ORIGIN_STEP):  # 4 origins for a 28-day split
-        q, _ = predict(model, data, origin, spec, device, batch)
+        q, m = predict(model, data, origin, spec, device, batch)
         act = np.full((n, spec.horizon), np.nan)
         seen = history.units[:, origin + 1 : min(origin + 1 + spec.horizon, t_hist)]
         act[:, : seen.shape[1]] = seen
         daily.append(q[ok])
+        means.append(m[ok])
         actual.append(act[ok])
         usable.append(np.full(ok.size, seen.shape[1]))
+    # The means scale slow movers' totals (serving/forecast/calibration.py): the served model outputs them too.
     return fit_totals_calibration(
-        np.concatenate(daily), np.concatenate(actual), np.concatenate(usable), model.cfg.quantiles
+        np.concatenate(daily),
+        np.concatenate(actual),
+        np.concatenate(usable),
+        model.cfg.quantiles,
+        mean=np.concatenate(means),
     )
 
 

@@ -191,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         spec,
     )
     sd = residual_sd(history.units[:, t_train:], mean[:, 0])
-    coverage = pooled_lead_time_coverage(test.units, q[:, 1:], decisions, levels, cal)
-    first_origin = lead_time_coverage(test.units, q[:, 1], levels, cal)  # training's figure
+    coverage = pooled_lead_time_coverage(test.units, q[:, 1:], decisions, levels, cal, mean[:, 1:])
+    first_origin = lead_time_coverage(test.units, q[:, 1], levels, cal, mean=mean[:, 1])  # training's figure
     s_levels = order_up_to_levels(q[:, 1:], mean[:, 1:], sd, levels, cal, policy)
     results = backtest(s_levels, test.units, np.array(decisions), policy)
 

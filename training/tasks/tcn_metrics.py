@@ -57,7 +57,10 @@ def evaluate(
     base = methods["seasonal naive (lag 7)"]["wrmsse"]
     for m in methods.values():
         m["wrmsse_vs_naive"] = 1.0 - m["wrmsse"] / base
-    return {"methods": methods, "lead_time_coverage": lead_time_coverage(actual, quantiles, levels, calibration)}
+    return {
+        "methods": methods,
+        "lead_time_coverage": lead_time_coverage(actual, quantiles, levels, calibration, mean=mean),
+    }
 
 
 def results_table(report: dict) -> str:
