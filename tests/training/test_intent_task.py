@@ -17,8 +17,10 @@ from training.tasks.intent import (
     PROFILES,
     IntentProfile,
     calibrate,
+    class_grouped_batches,
     evaluate,
     length_bucketed_batches,
+    supcon_loss,
     train_and_evaluate,
 )
 
@@ -137,3 +139,38 @@ def test_task_end_to_end_on_a_tiny_encoder(tmp_path, tiny_encoder, monkeypatch):
         pred = model(torch.from_numpy(ids), torch.from_numpy(mask)).argmax(1).numpy()
     truth = np.array([extra["labels"].index(label) for _, label in texts])
     assert np.mean(pred == truth) == pytest.approx(report["test_accuracy"])
+
+
+def test_class_grouped_batches_cover_every_row_once_with_partners():
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 20, size=1000)
+    lengths = rng.integers(3, 60, size=1000)
+    batches = class_grouped_batches(lengths, label, 32, 4, np.random.default_rng(1), chunk=10)
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(1000))
+    assert max(len(b) for b in batches) <= 32
+    # nearly every row has a same-class partner in its batch (only a class's last, short group may not)
+    alone = sum(int((np.bincount(label[b])[label[b]] == 1).sum()) for b in batches)
+    assert alone <= 20
+
+
+def test_supcon_loss_prefers_clustered_classes_and_ignores_lone_rows():
+    label = torch.tensor([0, 0, 1, 1])
+    clustered = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    mixed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]])
+    assert supcon_loss(clustered, label, 0.1) < supcon_loss(mixed, label, 0.1)
+    lone = supcon_loss(torch.randn(3, 2, requires_grad=True), torch.tensor([0, 1, 2]), 0.1)
+    assert float(lone.detach()) == 0.0
+    lone.backward()  # still a graph: a batch without partners trains on cross-entropy alone
+
+
+def test_supcon_profile_trains_end_to_end(tmp_path, tiny_encoder, monkeypatch):
+    from dataclasses import replace
+
+    from training.tasks.intent_oos import run_oos
+
+    args = tiny_intent_args(tmp_path, monkeypatch, tmp_path / "art")
+    profile = replace(TINY_PROFILE, supcon_weight=0.5, label_smoothing=0.1)
+    report = run_oos(args, profile, tiny_encoder, share=0.34, results=tmp_path / "results")
+    assert report["profile_settings"]["supcon_weight"] == 0.5
+    assert "--supcon 0.5" in report["command"] and "--label-smoothing 0.1" in report["command"]
+    assert np.isfinite([e["train_loss"] for e in report["epochs"]]).all()

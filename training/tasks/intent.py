@@ -11,6 +11,11 @@ Profiles (measured on a 2-core laptop CPU, see the README):
   gradient and Adam update makes a step ~35 % faster), length-bucketed batches with dynamic padding.
 - full: every weight trained, max_len 128 (longer than any BANKING77 utterance), up to 6 epochs, early
   stopping on validation accuracy (patience 2).
+
+Optional objectives for out-of-scope detection (off by default; `python -m training intent-oos --supcon`):
+`supcon_weight` > 0 adds a supervised contrastive loss (Khosla et al. 2020) on the L2-normalised pooled
+embedding to the cross-entropy, over class-grouped batches (every row has same-intent partners in its
+batch); `label_smoothing` > 0 smooths the cross-entropy targets.
 """
 
 from __future__ import annotations
@@ -78,6 +83,11 @@ class IntentProfile:
     # the calibrated validation split; messages below it go to a human agent.
     target_automated_accuracy: float = 0.97
     bucket_batches: int = 50  # batches per length-sorting chunk: less padding, order still random
+    # Out-of-scope objectives (0 = off, the default): loss = CE + supcon_weight * SupCon(normalised pooled).
+    supcon_weight: float = 0.0
+    supcon_temperature: float = 0.1
+    supcon_group: int = 4  # rows of one intent kept together in a batch, so SupCon has positives
+    label_smoothing: float = 0.0
 
 
 PROFILES: dict[str, IntentProfile] = {
@@ -99,6 +109,41 @@ def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random
     order = perm[np.lexsort((lengths[perm], chunk_id))]  # sort by chunk, then length, ties stay shuffled
     batches = np.array_split(order, np.arange(batch_size, n, batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def class_grouped_batches(
+    lengths: np.ndarray, label: np.ndarray, batch_size: int, group: int, rng: np.random.Generator, chunk: int
+) -> list[np.ndarray]:
+    """Index batches of about batch_size // group groups of `group` rows of one class each (every row once):
+    within a class, rows of similar length (jittered each epoch) form a group; groups are then length-bucketed
+    like rows in `length_bucketed_batches`. A batch holds ~batch_size rows, each with same-class partners."""
+    if not 1 <= group <= batch_size:
+        raise ValueError(f"group {group} must be in 1..batch_size ({batch_size})")
+    groups: list[np.ndarray] = []
+    for c in np.unique(label):
+        rows = np.flatnonzero(label == c)
+        rows = rows[np.argsort(lengths[rows] + rng.uniform(0.0, 4.0, rows.shape[0]), kind="stable")]
+        groups.extend(np.array_split(rows, np.arange(group, rows.shape[0], group)))
+    group_len = np.array([lengths[g].max() for g in groups])
+    per_batch = max(1, batch_size // group)
+    return [np.concatenate([groups[i] for i in b]) for b in length_bucketed_batches(group_len, per_batch, rng, chunk)]
+
+
+def supcon_loss(embedding: torch.Tensor, label: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020, L_out) on embedding float [B, H], label int64 [B]:
+    mean over anchors with a positive of -mean log p(positive | anchor) under softmax(cos / temperature)
+    over the other rows of the batch. 0 when no row has a same-class partner."""
+    z = F.normalize(embedding.float(), dim=1)
+    eye = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
+    sim = (z @ z.T / temperature).masked_fill(eye, float("-inf"))
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    pos = (label[:, None] == label[None, :]) & ~eye
+    n_pos = pos.sum(1)
+    anchors = n_pos > 0
+    if not bool(anchors.any()):
+        return z.sum() * 0.0  # keeps the graph (and the device) of the batch
+    mean_log_pos = log_prob.masked_fill(~pos, 0.0).sum(1)[anchors] / n_pos[anchors]
+    return -mean_log_pos.mean()
 
 
 @torch.inference_mode()
@@ -155,14 +200,27 @@ def train_epoch(
 ) -> float:
     """One pass over `enc`; returns the mean training loss."""
     model.train()
-    batches = length_bucketed_batches(enc.lengths, profile.batch_size, rng, profile.bucket_batches)
+    contrastive = profile.supcon_weight > 0.0
+    if contrastive:
+        batches = class_grouped_batches(
+            enc.lengths, enc.label, profile.batch_size, profile.supcon_group, rng, profile.bucket_batches
+        )
+    else:
+        batches = length_bucketed_batches(enc.lengths, profile.batch_size, rng, profile.bucket_batches)
     labels = torch.from_numpy(enc.label)
     total, bar = 0.0, progress(batches, desc=desc, leave=False)
     for i, rows in enumerate(bar):
         ids, mask = _to_device(enc, rows, device)
+        target = labels[rows].to(device)
         with _autocast(device):
-            logits = model(ids, mask)
-        loss = F.cross_entropy(logits.float(), labels[rows].to(device))
+            if contrastive:
+                pooled = model.encode(ids, mask)
+                logits = model.head(model.dropout(pooled))  # = model(ids, mask), keeping the pooled vector
+            else:
+                logits = model(ids, mask)
+        loss = F.cross_entropy(logits.float(), target, label_smoothing=profile.label_smoothing)
+        if contrastive:
+            loss = loss + profile.supcon_weight * supcon_loss(pooled, target, profile.supcon_temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

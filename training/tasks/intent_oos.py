@@ -9,6 +9,8 @@ the threshold set on validation (what serving does), and the whole served rule (
 of scope). Writes <out>/intent_oos_<profile>.md (table), <out>/intent_oos_<profile>.png (in-scope
 hand-off vs OOS recall), <reports>/reports/intent_oos_<profile>.json and the model outputs beside it
 (`--rescore` scores them again without training). The test split is never used for a choice.
+`--supcon W [--supcon-temperature T] [--label-smoothing E]` trains with an out-of-scope objective
+(training/tasks/intent.py; default: plain cross-entropy, as `train intent`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +159,14 @@ def run_oos(args: TrainArgs, profile: IntentProfile, encoder: Path, share: float
     command = f"python -m training intent-oos --profile {args.profile} --share {share:g} --seed {args.seed}" + (
         f" --data {args.data_dir}" if args.data_dir is not None else ""
     )
+    default = PROFILES[args.profile]
+    for flag, field in (
+        ("--supcon", "supcon_weight"),
+        ("--supcon-temperature", "supcon_temperature"),
+        ("--label-smoothing", "label_smoothing"),
+    ):
+        if getattr(profile, field) != getattr(default, field):
+            command += f" {flag} {getattr(profile, field):g}"
     base = {
         "profile": args.profile,
         "command": command,
@@ -172,6 +183,7 @@ def run_oos(args: TrainArgs, profile: IntentProfile, encoder: Path, share: float
             "statistics_rows": int(fit_rows.shape[0]),
         },
         "device": device,
+        "profile_settings": asdict(profile),
         "epochs": fitted["history"],
         "train_seconds": train_seconds,
         "total_seconds": time.perf_counter() - t_start,
@@ -257,12 +269,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--max-epochs", type=int, default=None)
     ap.add_argument("--rescore", action="store_true", help="score the outputs a previous run saved (no training)")
+    ap.add_argument("--supcon", type=float, default=0.0, help="weight of a supervised contrastive loss (0 = off)")
+    ap.add_argument("--supcon-temperature", type=float, default=None, help="its temperature (profile: 0.1)")
+    ap.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing (0 = off)")
     ns = ap.parse_args(argv)
     if ns.rescore:
         rescore(ns.reports, ns.profile, ns.out)
         return 0
     args = TrainArgs(ns.profile, ns.data, ns.reports, ns.seed, ns.device, ns.max_epochs)
-    run_oos(args, PROFILES[ns.profile], encoder_dir(), ns.share, ns.out)
+    profile = replace(PROFILES[ns.profile], supcon_weight=ns.supcon, label_smoothing=ns.label_smoothing)
+    if ns.supcon_temperature is not None:
+        profile = replace(profile, supcon_temperature=ns.supcon_temperature)
+    run_oos(args, profile, encoder_dir(), ns.share, ns.out)
     return 0
 
 
@@ -272,7 +290,7 @@ def rescore(reports: Path, profile: str, results: Path) -> dict[str, Any]:
     base = json.loads(stem.with_suffix(".json").read_text())
     with np.load(f"{stem}_outputs.npz") as f:
         out = {k: Outputs(f[f"{k}_logits"], f[f"{k}_embedding"], f[f"{k}_label"]) for k in PARTS}
-    keep = ("profile", "command", "data", "device", "epochs", "train_seconds", "total_seconds")
-    kept = {k: base[k] for k in keep}
+    keep = ("profile", "command", "data", "device", "profile_settings", "epochs", "train_seconds", "total_seconds")
+    kept = {k: base[k] for k in keep if k in base}
     kept["rescored_with"] = f"python -m training intent-oos --profile {profile} --reports {reports} --rescore"
     return score_and_write(out, kept, PROFILES[profile], reports, results)
