@@ -145,7 +145,7 @@ def gateway_section(gw: Mapping[str, Any]) -> list[str]:
 def retrieval_table(rows: list[dict[str, Any]]) -> str:
     keep = [
         {
-            "method": r["method"],
+            "method": r["method"] + (f" nprobe={r['nprobe']}" if "nprobe" in r else ""),
             "items": f"{r['items']:,}",
             "batch": r["batch"],
             "ms per batch": _f(r["ms_per_batch"], 3),

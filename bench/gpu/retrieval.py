@@ -89,7 +89,7 @@ def measure(
         if rec >= target or nprobe == max(p for p in NPROBES if p <= nlist):
             sec = _time_batches(lambda q: ivf.search(q, k), batches, repeats)
             rows.append(
-                _row(f"FAISS IVF-flat nprobe={nprobe}", n, batch, sec, rec, device="cpu", nlist=nlist, build_s=build_s)
+                _row("FAISS IVF-flat", n, batch, sec, rec, device="cpu", nlist=nlist, nprobe=nprobe, build_s=build_s)
             )
             break
     return rows
