@@ -138,7 +138,8 @@ def _block_candidates(xp: ModuleType, s: Any, k: int, width: int) -> Any | None:
     in column order, [b, k * width]. Any score at or above the k-th block maximum lies in one of those blocks,
     and k such scores exist (one per block), so the row's top k is among them; the selection then sorts
     k * width columns, not c. (CuPy's argpartition sorts the whole row: over 2M columns that is most of a
-    search.) None when the chunk is too small for it to pay."""
+    search.) Scores tied at the k-th place across blocks may keep another of the tied ids than the lowest; the
+    scores are the same. None when the chunk is too small for it to pay."""
     b, c = s.shape
     if c < 4 * k * width:
         return None
