@@ -33,11 +33,8 @@ MANIFEST = "wheels.json"
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def plan_carries(sizes: dict[str, int], limit: int) -> list[list[tuple[str, int, int]]]:

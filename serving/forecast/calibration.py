@@ -54,10 +54,15 @@ def spread_floor(median: np.ndarray) -> np.ndarray:
 GROUPS: tuple[str, ...] = ("summed P10 = 0", "summed P10 > 0")
 
 
+def _regular(summed_lowest: np.ndarray) -> np.ndarray:
+    """True where a period's summed lowest quantile is > 0 (GROUPS[1]); group_of and base_totals share it."""
+    return summed_lowest > 1e-9
+
+
 def group_of(daily: np.ndarray, days: np.ndarray) -> np.ndarray:
     """Calibration group (index into GROUPS) of each period total [...]: 1 when its summed lowest quantile is > 0."""
     weight = np.clip(np.asarray(days, dtype=np.float64)[..., None] - np.arange(daily.shape[-2]), 0.0, 1.0)
-    return ((daily[..., 0] * weight).sum(axis=-1) > 1e-9).astype(np.int64)
+    return _regular((daily[..., 0] * weight).sum(axis=-1)).astype(np.int64)
 
 
 def base_totals(
@@ -79,7 +84,7 @@ def base_totals(
     # Slow movers (group_of's group 0): centre at the mean total, spread its Poisson sd, so a score is a
     # standardised residual whose quantiles hold at any rate.
     m_total = np.maximum((np.asarray(mean, dtype=np.float64) * weight).sum(axis=-1), 0.0)
-    slow = total[..., 0] <= 1e-9
+    slow = ~_regular(total[..., 0])
     sd = np.maximum(spread_floor(m_total), np.sqrt(m_total))
     return np.where(slow, m_total, med), np.where(slow, sd, down), np.where(slow, sd, up)
 

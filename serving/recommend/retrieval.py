@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from types import ModuleType
-from typing import Literal
+from typing import Literal, get_args
 
 import faiss
 import numpy as np
@@ -53,8 +53,8 @@ class Retriever:
     ):
         """`index`: a CPU FAISS index (searched where `gpu` says) or an ExactIndex (searched as it is). `xp`: the
         array module of the exact engine when it is chosen; default: CuPy on a CUDA device, when present."""
-        if gpu not in ("auto", "faiss", "cupy", "off"):
-            raise ValueError(f"gpu must be auto, faiss, cupy or off, not {gpu!r}")
+        if gpu not in get_args(GpuChoice):
+            raise ValueError(f"gpu must be one of {', '.join(get_args(GpuChoice))}, not {gpu!r}")
         self._gpu_resources = None
         if isinstance(index, ExactIndex):
             self.source_kind = "exact"
@@ -207,18 +207,14 @@ def _choose(gpu: str, kind: str, xp: ModuleType | None) -> tuple[str, ModuleType
     return "cpu", None
 
 
-def _set_param(index: faiss.Index | ExactIndex, name: str, value: int) -> None:
-    if isinstance(index, ExactIndex):  # exact search has no nprobe / efSearch
-        return
+def _set_param(index: faiss.Index, name: str, value: int) -> None:
     try:
         faiss.ParameterSpace().set_index_parameter(index, name, int(value))
     except RuntimeError as exc:
         raise ValueError(f"{name} does not apply to a {_kind(index)} index") from exc
 
 
-def _kind(index: faiss.Index | ExactIndex) -> str:
-    if isinstance(index, ExactIndex):
-        return "exact"
+def _kind(index: faiss.Index) -> str:
     base = faiss.downcast_index(index)
     name = type(base).__name__
     if "HNSW" in name:

@@ -18,9 +18,11 @@ def test_cut_drops_the_last_days_and_keeps_the_other_files(tmp_path: Path) -> No
         src / SALES_CSV, index=False
     )
     (src / "items.csv").write_text("item_id,category_id\na,c\n")
-    out = cut(src, tmp_path / "out", 28)
+    out = tmp_path / "out"
+    returned = cut(src, out, 28)
     kept = pd.read_csv(out / SALES_CSV)
     assert len(kept) == 32 and kept["date"].max() == "2011-02-01"
+    assert len(returned) == 32 and returned["date"].max() == "2011-02-01"  # what was written
     assert (out / "items.csv").read_text() == (src / "items.csv").read_text()
 
 

@@ -40,7 +40,7 @@ def fit_totals_calibration(
             f"actual must be [{s}, {h}] and usable_days [{s}], got {actual.shape} and {np.shape(usable_days)}"
         )
     lengths = np.arange(1, h + 1, dtype=np.float64)
-    m = None if mean is None else np.broadcast_to(np.asarray(mean, dtype=np.float64)[:, None], (s, h, h))
+    m = None if mean is None else np.asarray(mean, dtype=np.float64)[:, None]
     med, down, up = base_totals(daily[:, None], lengths[None, :], base_levels, m)  # [S, H] each
     seen = np.cumprod(np.isfinite(actual), axis=1).astype(bool)  # first L days all observed
     ok = seen & (lengths[None, :] <= np.asarray(usable_days)[:, None])

@@ -34,23 +34,25 @@ SALES_CSV, ITEMS_CSV = "sales.csv", "items.csv"
 KEYS = tuple(f"{d}d_calibrated" for d in COVERAGE_DAYS)
 
 
-def cut(src: Path, dest: Path, days: int) -> Path:
-    """A copy of the sales folder without its last `days` days."""
+def cut(src: Path, dest: Path, days: int) -> pd.DataFrame:
+    """A copy of the sales folder without its last `days` days; -> the sales rows kept."""
     dest.mkdir(parents=True, exist_ok=True)
     for f in src.iterdir():
         if f.name != SALES_CSV and f.is_file():
             shutil.copy(f, dest / f.name)
     sales = pd.read_csv(src / SALES_CSV, dtype={"date": str})
     dates = pd.to_datetime(sales["date"])
-    sales[dates <= dates.max() - pd.Timedelta(days=days)].to_csv(dest / SALES_CSV, index=False)
-    return dest
+    kept = sales[dates <= dates.max() - pd.Timedelta(days=days)]
+    kept.to_csv(dest / SALES_CSV, index=False)
+    return kept
 
 
 def month(src: Path, k: int, profile: str, seed: int, work: Path) -> dict[str, Any]:
     from training.tasks import tcn
     from training.tasks.tcn_eval import main as forecast_eval
 
-    folder = cut(src, work / f"m{k}" / "data", k * HORIZON)
+    folder = work / f"m{k}" / "data"
+    sales = cut(src, folder, k * HORIZON)
     out = work / f"m{k}"
     t0 = time.perf_counter()
     tcn.run(TrainArgs(profile=profile, data_dir=folder, out_dir=out, seed=seed, device="cpu"))
@@ -58,23 +60,23 @@ def month(src: Path, k: int, profile: str, seed: int, work: Path) -> dict[str, A
     forecast_eval(["--data", str(folder), "--checkpoint", str(ckpt), "--out", str(out), "--reports", str(out)])
     report = json.loads((out / "reports" / f"forecast_{folder.name}.json").read_text())
     served = next(r for name, r in report["backtest"].items() if name.startswith("TCN advice, calibrated"))
-    last = pd.to_datetime(pd.read_csv(folder / SALES_CSV, usecols=["date"])["date"]).max()
+    dates = pd.to_datetime(sales["date"])
+    last = dates.max()
+    age = (last - dates).dt.days  # 0 on the last day
+
+    def units(days: int) -> float:  # sold in the last `days` days
+        return float(sales.loc[age < days, "units"].sum())
+
     return {
         "month": k,
         "test_days": f"{(last - pd.Timedelta(days=HORIZON - 1)).date()} .. {last.date()}",
-        "test_units": _units(folder, HORIZON),
-        "valid_units": _units(folder, 2 * HORIZON) - _units(folder, HORIZON),
+        "test_units": units(HORIZON),
+        "valid_units": units(2 * HORIZON) - units(HORIZON),
         **{key: report["lead_time_coverage"][key] for key in KEYS},
         "in_stock": served["in_stock_rate"],
         "avg_stock": served["avg_stock"],
         "seconds": round(time.perf_counter() - t0, 1),
     }
-
-
-def _units(folder: Path, days: int) -> float:
-    sales = pd.read_csv(folder / SALES_CSV, usecols=["date", "units"])
-    dates = pd.to_datetime(sales["date"])
-    return float(sales.loc[dates > dates.max() - pd.Timedelta(days=days), "units"].sum())
 
 
 def table(rows: list[dict[str, Any]]) -> str:
