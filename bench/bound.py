@@ -33,6 +33,7 @@ from bench.inputs import FeatureStore, contiguous, served_lengths
 from bench.payloads import load_pool
 from serving.contracts.model_specs import DIN, INTENT, INTENT_INT8_NAME, TCN, USER_TOWER
 from serving.recommend.features import din_inputs, user_tower_inputs
+from serving.recommend.membership import isin
 
 Work = Callable[[], object]
 Feeds = dict[str, np.ndarray]
@@ -122,7 +123,7 @@ def _search(index: faiss.Index, vector: np.ndarray, k: int, seen: np.ndarray, bl
     q /= max(float(np.linalg.norm(q)), 1e-12)
     _, ids = index.search(q, min(index.ntotal, k + seen.size))
     hit = ids[0][ids[0] >= 0]
-    keep = ~np.isin(hit, seen)
+    keep = ~isin(hit, seen)  # the gateway's own membership test (serving/recommend/membership.py)
     if blocked is not None:
         keep &= ~blocked[hit]
     return hit[keep][:k]

@@ -23,6 +23,7 @@ import numpy as np
 from serving.recommend.catalogue import LiveCatalogue
 from serving.recommend.features import FeatureStore, ItemTable
 from serving.recommend.live_index import LiveIndex
+from serving.recommend.membership import isin
 from serving.recommend.retrieval import Retriever
 from serving.runtime.online_store import StoreUnavailable, UserEvents
 from serving.runtime.runtime import Runtime
@@ -144,13 +145,13 @@ def rerank(
     scores are multiplied by `factor`; `n_explore` slots hold the best candidate of each unseen category."""
     final = scores.copy()
     if down.size:
-        final[np.isin(cats, down)] *= factor
+        final[isin(cats, down)] *= factor
     order = np.argsort(-final, kind="stable")
     if n_explore <= 0:
         return order[:k], final
-    fresh = order[~np.isin(cats[order], seen)]
+    fresh = order[~isin(cats[order], seen)]
     _, first = np.unique(cats[fresh], return_index=True)
     explore = fresh[np.sort(first)][:n_explore]
-    rest = order[~np.isin(order, explore)][: k - explore.size]
+    rest = order[~isin(order, explore)][: k - explore.size]
     picked = np.concatenate([rest, explore])
     return picked[np.argsort(-final[picked], kind="stable")], final

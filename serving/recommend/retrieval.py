@@ -26,6 +26,7 @@ import faiss
 import numpy as np
 
 from serving.recommend.exact_index import ExactIndex, cupy_device
+from serving.recommend.membership import isin
 
 GpuChoice = Literal["auto", "faiss", "cupy", "off"]
 
@@ -175,7 +176,7 @@ class Retriever:
             row, hit = scores[0], ids[0]
             keep = hit >= 0
             if ex.size:
-                keep &= ~np.isin(hit, ex)
+                keep &= ~isin(hit, ex)
             if blocked is not None:
                 keep &= ~blocked[np.maximum(hit, 0)]
             found = hit[keep][:k]

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -77,6 +78,8 @@ def merge_rows(parts: Sequence[Mapping[str, np.ndarray]], pad_value: float = 0) 
 
     -> (batched arrays, offsets [n_parts + 1]): request i owns rows offsets[i]:offsets[i + 1].
     """
+    if len(parts) == 1:  # a batch of one request (the idle case): nothing to concatenate or pad
+        return dict(parts[0]), np.array([0, count_rows(parts[0])], dtype=np.int64)
     names = list(parts[0])
     if any(list(p) != names for p in parts[1:]):
         raise ValueError("requests in one batch must have the same input names")
@@ -107,6 +110,8 @@ def split_rows(outputs: Mapping[str, np.ndarray], offsets: np.ndarray) -> list[A
     bad = [k for k, v in outputs.items() if np.ndim(v) == 0 or v.shape[0] != total]
     if bad:
         raise ValueError(f"outputs {bad} do not have one row per input row ({total})")
+    if offsets.shape[0] == 2:  # one request: all of it
+        return [dict(outputs)]
     return [{k: v[a:b] for k, v in outputs.items()} for a, b in itertools.pairwise(offsets.tolist())]
 
 
@@ -121,7 +126,7 @@ class _Pending:
 
     def __post_init__(self) -> None:
         self.shapes = tuple(a.shape[1:] for a in self.inputs.values())
-        self.width = max((int(np.prod(s)) for s in self.shapes if s), default=1)
+        self.width = max((math.prod(s) for s in self.shapes if s), default=1)  # math.prod: np.prod costs µs
 
 
 # A batch may spend at most this share of its cells on padding: a long text padded with short ones runs the
@@ -201,14 +206,21 @@ class MicroBatcher:
         self._wakeup.set()
         futures = [p.future for p in pending]
         try:
-            waiter = asyncio.gather(*futures)
-            parts = await (asyncio.wait_for(waiter, timeout) if timeout is not None else waiter)
+            # One chunk (nearly every request) awaits its future itself: gather would add a future and a loop turn.
+            waiter = futures[0] if len(futures) == 1 else asyncio.gather(*futures)
+            if timeout is None:
+                parts = await waiter
+            else:
+                async with asyncio.timeout(timeout):
+                    parts = await waiter
         except TimeoutError:
             raise RequestTimeout(f"{self.name}: no answer within {timeout:.3g} s") from None
         finally:
             for f in futures:  # abandoned (timeout / client gone): the worker skips cancelled rows
                 f.cancel()
-        return parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        if len(futures) == 1:
+            return parts
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _admit(self, rows: int) -> None:
         """Overloaded when the rows would not fit the bound (queued rows and rows running outside the queue)."""
@@ -291,6 +303,9 @@ class MicroBatcher:
                 self._slots.release()
                 continue
             self._active += 1
+            if self.params.concurrency == 1:  # nothing else could start meanwhile: run it here, a task fewer
+                await self._run(batch)
+                continue
             task = asyncio.get_running_loop().create_task(self._run(batch))
             self._running.add(task)
             task.add_done_callback(self._running.discard)

@@ -99,7 +99,7 @@ class EmbeddedBackend(InferenceBackend):
         # Decided once: the providers are fixed for the backend's life.
         self.inline = run_inline(model_calls, on_gpu=self._providers[0] != "CPUExecutionProvider")
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ort")
-        self._loaded: dict[str, _Loaded] = {}  # replaced as a whole on reload, never mutated in place
+        self._loaded = {}  # replaced as a whole on reload, never mutated in place (the property below)
         self._reload_lock = asyncio.Lock()
         self.warmup_seconds: dict[str, float] = {}
 
@@ -172,8 +172,17 @@ class EmbeddedBackend(InferenceBackend):
 
     # ---- serving
 
+    @property
+    def _loaded(self) -> dict[str, _Loaded]:
+        return self._sessions
+
+    @_loaded.setter
+    def _loaded(self, loaded: dict[str, _Loaded]) -> None:
+        # The infos are built once per swap: models() is asked several times per request.
+        self._sessions, self._infos = loaded, {n: m.info for n, m in loaded.items()}
+
     def models(self) -> dict[str, ModelInfo]:
-        return {n: m.info for n, m in self._loaded.items()}
+        return self._infos  # replaced whole on every swap; callers read it, never change it
 
     async def ready(self) -> bool:
         return bool(self._loaded)
