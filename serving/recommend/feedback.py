@@ -128,7 +128,7 @@ def explore_candidates(items: ItemTable, seen_cats: np.ndarray, exclude: np.ndar
     order, found = items.popular_order, EMPTY
     for start in range(0, order.shape[0], EXPLORE_SCAN):  # popular items first: usually one step
         chunk = order[start : start + EXPLORE_SCAN]
-        ok = ~np.isin(items.category[chunk], seen_cats) & ~np.isin(chunk, exclude)
+        ok = ~isin(items.category[chunk], seen_cats) & ~isin(chunk, exclude)
         if items.blocked is not None:
             ok &= ~items.blocked[chunk]
         found = np.concatenate([found, chunk[ok]])

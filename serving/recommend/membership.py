@@ -15,7 +15,7 @@ def isin(values: np.ndarray, members: np.ndarray) -> np.ndarray:
     values = np.asarray(values)
     if members.size == 0 or values.size == 0:
         return np.zeros(values.shape, dtype=bool)
-    table = np.sort(members, kind="stable") if members.size > 1 else np.asarray(members).reshape(1)
+    table = np.sort(members, axis=None)
     at = np.searchsorted(table, values)
     at[at == table.size] = 0  # past the largest member: compared with any member, it differs
     return table[at] == values
