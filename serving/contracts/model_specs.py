@@ -83,6 +83,15 @@ def _resolve_dim(d: int | str, config: Mapping[str, object], rules: Mapping[str,
     return int(config[d])  # type: ignore[call-overload]
 
 
+# Triton's dynamic batcher: when a model instance frees up it takes everything queued (up to max_batch_size), so
+# under load batches fill without a wait; a queue delay holds a request back while the model is idle, and with
+# preferred sizes it waits the whole delay for company that does not come (Triton's batcher guide: start from no
+# delay and no preferred sizes, add them where measurement shows a gain). `python -m bench.triton_queue`
+# (bench/results/triton_queue-2cpu-amd-epyc-2026-12-04.md, the mix through the gateway over the local Triton):
+# 100 us answers 180 req/s at one user against 105 with the earlier 1-5 ms delays and preferred sizes (p50 4.6 vs
+# 8.3 ms), and the same within the rounds' spread at 4 and 8 users (227 vs 220, 244 vs 250).
+QUEUE_DELAY_US = 100
+
 ExampleMaker = Callable[..., dict[str, np.ndarray]]
 """make_example(config, batch, rng, length=None) -> {input name: array}. Values are valid model inputs
 (ids in range, lengths consistent with padding). `length` is the size of the spec's dynamic sequence axis
@@ -98,7 +107,7 @@ class ModelSpec:
     outputs: tuple[TensorSpec, ...]
     make_example: ExampleMaker
     max_batch_size: int = 256
-    max_queue_delay_us: int = 2000
+    max_queue_delay_us: int = QUEUE_DELAY_US
     preferred_batch_sizes: tuple[int, ...] = ()
     atol: float = 1e-4  # parity tolerance ONNX Runtime vs PyTorch
     rtol: float = 1e-3
@@ -247,7 +256,6 @@ USER_TOWER = register(
         outputs=(TensorSpec("user_embedding", "float32", ("dim",), "L2-normalised user vector"),),
         make_example=_user_tower_example,
         max_batch_size=256,
-        max_queue_delay_us=1000,  # one row per request: a short wait is enough to coalesce concurrent users
         atol=1e-5,  # unit vectors: absolute error is relative error
         checkpoint="two_tower",
         seq_axis="hist",
@@ -323,8 +331,6 @@ DIN = register(
         make_example=_din_example,
         # A recommend request brings ~200 candidate rows: room for several concurrent requests per batch.
         max_batch_size=1024,
-        max_queue_delay_us=2000,
-        preferred_batch_sizes=(512, 1024),
         atol=1e-4,
         checkpoint="din",
         seq_axis="hist",
@@ -364,8 +370,6 @@ INTENT = register(
         ),
         make_example=_intent_example,
         max_batch_size=64,
-        max_queue_delay_us=5000,  # a 6-layer encoder is slow enough that waiting to fill a batch pays
-        preferred_batch_sizes=(16, 32, 64),
         atol=2e-4,  # six attention layers in float32 accumulate more rounding than the small models
         checkpoint="intent",
         seq_axis="tokens",
@@ -425,8 +429,6 @@ TCN = register(
         ),
         make_example=_tcn_example,
         max_batch_size=256,
-        max_queue_delay_us=5000,  # replenishment runs are batch jobs of many series: throughput over latency
-        preferred_batch_sizes=(64, 128, 256),
         atol=1e-4,
         rtol=1e-4,  # outputs are in units (scale up to ~100): relative error is what matters
         checkpoint="tcn",
@@ -471,9 +473,8 @@ TCN_PLANS = register(
             TensorSpec("mean", "float32", (-1, "horizon"), "per plan, units/day", ("plans",)),
         ),
         make_example=_tcn_plans_example,
-        # A row is a whole price question (one past, ~24 plans); questions are interactive, so a short wait.
+        # A row is a whole price question (one past, ~24 plans).
         max_batch_size=64,
-        max_queue_delay_us=2000,
         atol=TCN.atol,  # parity with the TCN row by row is held to the TCN's own tolerance (tests/export)
         rtol=TCN.rtol,
         checkpoint="tcn",  # the TCN's weights: no training of its own

@@ -22,7 +22,7 @@ import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from serving.contracts.model_specs import ModelSpec, TensorSpec
+from serving.contracts.model_specs import QUEUE_DELAY_US, ModelSpec, TensorSpec
 
 PLATFORM = "onnxruntime_onnx"
 MODEL_FILENAME = "model.onnx"
@@ -179,7 +179,7 @@ def build_tokenizer_config(max_len: int, max_batch_size: int, options: TritonOpt
     for name in ("input_ids", "attention_mask"):
         out = cfg.output.add(name=name, data_type=mc.DataType.Value("TYPE_INT64"))
         out.dims.append(-1)
-    cfg.dynamic_batching.max_queue_delay_microseconds = 1000
+    cfg.dynamic_batching.max_queue_delay_microseconds = QUEUE_DELAY_US
     group = cfg.instance_group.add()
     group.kind = mc.ModelInstanceGroup.Kind.Value("KIND_CPU")
     group.count = opts.instance_count
