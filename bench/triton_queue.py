@@ -96,11 +96,13 @@ def variant_repository(repository: Path, variant: dict[str, tuple[int, tuple[int
     if missing:
         raise ValueError(f"no config.pbtxt for {missing} in {repository}")
     out = Path(tempfile.mkdtemp(prefix="repo-", dir=work))
-    shutil.copytree(repository, out, dirs_exist_ok=True, copy_function=os.link if _same_fs(repository, work) else None)
+    shutil.copytree(
+        repository, out, dirs_exist_ok=True, copy_function=os.link if _same_fs(repository, work) else shutil.copy2
+    )
     for model, (delay, preferred) in variant.items():
         path = out / model / "config.pbtxt"
         text = path.read_text()
-        path.unlink()  # a hard link to the shipped file: write a new one
+        path.unlink()  # it may be a hard link to the shipped file: write a new one
         path.write_text(with_batching(text, delay, preferred))
     return out
 

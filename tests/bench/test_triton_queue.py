@@ -41,7 +41,11 @@ def test_the_rewrite_changes_only_the_batching_settings() -> None:
         tq.with_batching(DIN_CONFIG, 100, (before.max_batch_size + 1,))
 
 
-def test_a_variant_repository_is_a_copy_and_the_shipped_one_stays(tmp_path: Path) -> None:
+@pytest.mark.parametrize("same_fs", [True, False])  # hard links, or copies across file systems
+def test_a_variant_repository_is_a_copy_and_the_shipped_one_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, same_fs: bool
+) -> None:
+    monkeypatch.setattr(tq, "_same_fs", lambda a, b: same_fs)
     repo = tmp_path / "repo"
     (repo / "din" / "1").mkdir(parents=True)
     (repo / "din" / "config.pbtxt").write_text(DIN_CONFIG)
@@ -49,6 +53,7 @@ def test_a_variant_repository_is_a_copy_and_the_shipped_one_stays(tmp_path: Path
     assert tq.variant_repository(repo, {}, tmp_path) == repo
     copy = tq.variant_repository(repo, {"din": (7000, ())}, tmp_path)
     assert copy != repo and (copy / "din" / "1" / "model.onnx").read_bytes() == b"onnx"
+    assert (copy / "din" / "1" / "model.onnx").stat().st_nlink == (2 if same_fs else 1)
     assert "max_queue_delay_microseconds: 7000" in (copy / "din" / "config.pbtxt").read_text()
     assert (repo / "din" / "config.pbtxt").read_text() == DIN_CONFIG
     with pytest.raises(ValueError, match="tcn"):
