@@ -10,37 +10,34 @@
 A variant, optionally named first (`NAME:`), is `shipped` (the repository's configs as export wrote them) or
 `;`-separated `model=DELAY_US[/B,B..]` items: that model's `max_queue_delay_microseconds` and preferred batch
 sizes (none after the delay: none), set in a copy of the repository's config.pbtxt, everything else as shipped.
-Each round starts the local Triton
-(`python -m serving.triton`) on each variant's repository in turn, a gateway over it (`SERVING_BACKEND=triton`;
-both on --server-cores, as `make bench` runs them), and drives it with closed-loop clients (asyncio + httpx, on
---load-cores) sending the load test's mix (recommend 70, intent 20, forecast 10; bench/payloads.py bodies, every
-answer checked) at each --users level for --seconds after a 2 s warm-up. Variants alternate within every round,
-so a drift of the machine's speed falls on all of them alike; the report gives each round and the median.
+Each round starts the local Triton (`python -m serving.triton`) on each variant's repository in turn, a gateway
+over it (`SERVING_BACKEND=triton`; both on --server-cores, as `make bench` runs them), and drives it with the load
+test itself (bench/loadtest.py: locust on --load-cores, bench/payloads.py bodies, every answer checked) sending the
+mix (default recommend 70, intent 20, forecast 10) at each --users level for --seconds, the first 2 s of each left
+out. Variants alternate within every round, so a drift of the machine's speed falls on all of them alike; the
+report gives each round and the median.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import os
-import random
 import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from bench import servers
 from bench.__main__ import cpu_model, machine_slug
-from bench.checks import CHECKS, DEFAULT_MIX, parse_mix
-from bench.payloads import build_pool
+from bench.checks import DEFAULT_MIX, parse_mix
+from bench.loadtest import LoadPlan, run_load
+from bench.payloads import build_pool, write_pool
+from bench.steps import ALL
 
 SHIPPED = "shipped"
 WARMUP_S = 2.0
@@ -111,44 +108,8 @@ def _same_fs(a: Path, b: Path) -> bool:
     return a.resolve().stat().st_dev == b.resolve().stat().st_dev
 
 
-async def drive(base: str, pool: dict[str, list[dict]], mix: dict[str, float], users: int, seconds: float) -> dict:
-    """Closed loop: `users` clients post the mix back to back; -> answers/s, p50 / p99 ms, errors."""
-    names = list(mix)
-    weights = [mix[n] for n in names]
-    lat: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
-
-        async def user(seed: int, until: float, record: bool) -> None:
-            nonlocal errors
-            rng = random.Random(seed)
-            while time.perf_counter() < until:
-                endpoint = rng.choices(names, weights)[0]
-                req = rng.choice(pool[endpoint])
-                t0 = time.perf_counter()
-                r = await client.post(f"/v1/{endpoint}", json=req)
-                elapsed = time.perf_counter() - t0
-                problem = CHECKS[endpoint](r.content, req)[0] if r.status_code == 200 else f"HTTP {r.status_code}"
-                if record and time.perf_counter() <= until:
-                    lat.append(elapsed)
-                    errors += problem is not None
-
-        await asyncio.gather(*(user(i, time.perf_counter() + WARMUP_S, False) for i in range(users)))
-        t0 = time.perf_counter()
-        await asyncio.gather(*(user(1000 + i, t0 + seconds, True) for i in range(users)))
-        elapsed = time.perf_counter() - t0
-    a = np.asarray(lat or [np.nan]) * 1e3
-    return {
-        "rps": (len(lat) - errors) / elapsed,
-        "p50": float(np.percentile(a, 50)),
-        "p99": float(np.percentile(a, 99)),
-        "errors": errors,
-        "requests": len(lat),
-    }
-
-
-def run_round(ns: argparse.Namespace, name: str, repo: Path, pool: dict, mix: dict, work: Path) -> list[dict]:
+def run_round(ns: argparse.Namespace, name: str, repo: Path, payloads: Path, work: Path) -> list[dict]:
+    """One variant: the local Triton on `repo`, a gateway over it, locust's steps (bench/loadtest.py) against it."""
     ports = servers.TritonPorts.pick()
     cores = None if ns.server_cores == "none" else ns.server_cores
     tri = servers.triton(ports, work / "triton.log", repository=repo, build_dir=work / f"view-{name}", cores=cores)
@@ -163,10 +124,16 @@ def run_round(ns: argparse.Namespace, name: str, repo: Path, pool: dict, mix: di
             port, work / "gateway.log", artifacts=ns.artifacts, repository=ns.repository, cores=cores, extra_env=env
         )
         with gw:
-            return [
-                {"users": u, **asyncio.run(drive(f"http://127.0.0.1:{port}", pool, mix, u, ns.seconds))}
-                for u in ns.users
-            ]
+            plan = LoadPlan(tuple(ns.users), ns.seconds, WARMUP_S, stop_after_miss=len(ns.users), mix=ns.mix)
+            load_cores = None if ns.load_cores == "none" else ns.load_cores
+            r = run_load(f"http://127.0.0.1:{port}", work / f"load-{name}", plan, payloads=payloads, cores=load_cores)
+    steps = {s.users: s for s in r.steps if s.endpoint == ALL}
+    if missing := [u for u in ns.users if u not in steps]:
+        raise RuntimeError(f"{name}: locust gave no step for {missing} users (exit {r.returncode}, {r.prefix}.log)")
+    return [
+        {"users": u, "rps": s.rps, "p50": s.p50_ms, "p99": s.p99_ms, "errors": s.failures, "requests": s.requests}
+        for u, s in ((u, steps[u]) for u in ns.users)
+    ]
 
 
 def report(results: dict[str, list[list[dict]]], ns: argparse.Namespace, argv: list[str]) -> str:
@@ -185,9 +152,9 @@ def report(results: dict[str, list[list[dict]]], ns: argparse.Namespace, argv: l
             f"# Triton dynamic batching through the gateway, {dt.date.today().isoformat()}",
             "",
             f"`{' '.join(['python -m bench.triton_queue', *argv])}` on {cpu_model()} ({os.cpu_count()} CPUs): "
-            f"the local Triton and a gateway over it on core(s) {ns.server_cores}, closed-loop clients on core(s) "
-            f"{ns.load_cores}; "
-            f"mix {ns.mix}, {ns.seconds:g} s per level after {WARMUP_S:g} s of warm-up, {ns.rounds} round(s), the "
+            f"the local Triton and a gateway over it on core(s) {ns.server_cores}, locust's closed-loop users "
+            f"(bench/locustfile.py) on core(s) {ns.load_cores}; "
+            f"mix {ns.mix}, {ns.seconds:g} s per level, the first {WARMUP_S:g} s left out, {ns.rounds} round(s), the "
             "variants in turn within each.",
             "",
             *[f"- `{name}`: {text}" for name, text in ns.variant_text.items()],
@@ -223,25 +190,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         ns.variants[name] = parse_variant(spec)
         ns.variant_text[name] = "the repository as exported" if spec == SHIPPED else spec
     ns.users = [int(u) for u in ns.users.split(",") if u.strip()]
+    if ns.seconds <= WARMUP_S:
+        p.error(f"--seconds must be more than the {WARMUP_S:g} s each step leaves out")
     return ns
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ns = parse_args(argv)
-    if ns.load_cores != "none":
-        os.sched_setaffinity(0, {int(c) for c in ns.load_cores.split(",")})
-    mix = parse_mix(ns.mix)
     pool = build_pool(ns.artifacts)
-    if missing := [e for e in mix if not pool.get(e)]:
+    if missing := [e for e in parse_mix(ns.mix) if not pool.get(e)]:
         raise SystemExit(f"no request bodies for {missing}: build the models first (make models)")
     with tempfile.TemporaryDirectory(prefix="triton_queue-") as tmp:
         work = Path(tmp)
+        payloads = write_pool(pool, work / "payloads.json")
         repos = {name: variant_repository(ns.repository.resolve(), v, work) for name, v in ns.variants.items()}
         results: dict[str, list[list[dict]]] = {name: [] for name in repos}
         for r in range(ns.rounds):
             for name, repo in repos.items():
-                results[name].append(run_round(ns, name, repo, pool, mix, work))
+                results[name].append(run_round(ns, name, repo, payloads, work))
                 print(
                     f"[triton_queue] round {r + 1} {name}: "
                     + ", ".join(

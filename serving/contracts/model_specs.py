@@ -88,8 +88,8 @@ def _resolve_dim(d: int | str, config: Mapping[str, object], rules: Mapping[str,
 # preferred sizes it waits the whole delay for company that does not come (Triton's batcher guide: start from no
 # delay and no preferred sizes, add them where measurement shows a gain). `python -m bench.triton_queue`
 # (bench/results/triton_queue-2cpu-amd-epyc-2026-12-04.md, the mix through the gateway over the local Triton):
-# 100 us answers 180 req/s at one user against 105 with the earlier 1-5 ms delays and preferred sizes (p50 4.6 vs
-# 8.3 ms), and the same within the rounds' spread at 4 and 8 users (227 vs 220, 244 vs 250).
+# 100 us answers 205 req/s at one user against 101 with the earlier 1-5 ms delays and preferred sizes (p50 4.0 vs
+# 8.7 ms), and the same within the rounds' spread at 4 and 8 users (245 vs 231, 239 vs 245).
 QUEUE_DELAY_US = 100
 
 ExampleMaker = Callable[..., dict[str, np.ndarray]]

@@ -28,6 +28,8 @@ def test_variants_parse_to_delays_and_preferred_sizes() -> None:
     assert tq.named_variant("shipped", 0) == ("shipped", "shipped")
     with pytest.raises(SystemExit):
         tq.parse_args(["--variant", "a:din=1", "--variant", "a:din=2"])
+    with pytest.raises(SystemExit):  # nothing would be measured: each step leaves its first 2 s out
+        tq.parse_args(["--seconds", "2"])
 
 
 def test_the_rewrite_changes_only_the_batching_settings() -> None:
@@ -68,7 +70,7 @@ def test_two_variants_through_the_gateway_over_triton(tmp_path: Path) -> None:
     repo = g.build_repository(tmp_path / "model_repository")
     art = g.build_artifacts(tmp_path / "artifacts", repo)
     out = tmp_path / "report.md"
-    argv = ["--variant", "shipped", "--variant", "slow:din=20000", "--users", "1", "--seconds", "1", "--rounds", "1"]
+    argv = ["--variant", "shipped", "--variant", "slow:din=20000", "--users", "1", "--seconds", "3", "--rounds", "1"]
     argv += ["--mix", "recommend=1"]  # the tiny artifacts hold no stored sales for /v1/forecast
     argv += ["--artifacts", str(art), "--repository", str(repo), "--server-cores", "none", "--load-cores", "none"]
     assert tq.main([*argv, "--out", str(out)]) == 0
