@@ -33,6 +33,7 @@ from bench.inputs import FeatureStore, contiguous, served_lengths
 from bench.payloads import load_pool
 from serving.contracts.model_specs import DIN, INTENT, INTENT_INT8_NAME, TCN, USER_TOWER
 from serving.recommend.features import din_inputs, user_tower_inputs
+from serving.recommend.interests import merge_best
 from serving.recommend.membership import isin
 
 Work = Callable[[], object]
@@ -117,11 +118,14 @@ def recommend_work(m: Models, pool: list[dict[str, Any]]) -> list[Work]:
 
 
 def _search(index: faiss.Index, vector: np.ndarray, k: int, seen: np.ndarray, blocked: np.ndarray | None) -> np.ndarray:
-    """The index work of a recommendation: one FAISS search for k + |seen| (normalised query), the seen and
-    blocked items dropped, the first k kept (the gateway widens the search in the rare case that is short)."""
-    q = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
-    q /= max(float(np.linalg.norm(q)), 1e-12)
-    _, ids = index.search(q, min(index.ntotal, k + seen.size))
+    """The index work of a recommendation: one FAISS search for k + |seen| per user vector (normalised; a
+    multi-interest tower sends several in one call, merged by best score), the seen and blocked items dropped,
+    the first k kept (the gateway widens the search in the rare case that is short)."""
+    q = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1, index.d)
+    q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    scores, ids = index.search(q, min(index.ntotal, k + seen.size))
+    if q.shape[0] > 1:
+        ids = merge_best(scores, ids, ids.shape[1])[1]
     hit = ids[0][ids[0] >= 0]
     keep = ~isin(hit, seen)  # the gateway's own membership test (serving/recommend/membership.py)
     if blocked is not None:

@@ -129,6 +129,7 @@ def served_like(
     feed = user_tower_batch(FeatureStore.load(artifacts), n_queries, _feature_count(session), max_hist)
     feed = {i.name: feed[i.name] for i in session.get_inputs()}
     queries = session.run(None, feed)[0]
+    queries = queries.reshape(-1, queries.shape[-1])  # a multi-interest tower: each vector is one query
     return out, queries, source + f"; queries: user-tower vectors of {len(queries):,} stored users"
 
 

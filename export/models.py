@@ -83,14 +83,20 @@ def _register(exporter: ModelExporter) -> None:
 
 
 class UserTower(nn.Module):
-    """(hist_item_ids, hist_cat_ids, hist_len, user_features) -> user_embedding."""
+    """(hist_item_ids, hist_cat_ids, hist_len, user_features) -> user_embedding [B, n_interests, dim].
+
+    A single-vector model gets n_interests 1, so every exported tower has one signature."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, hist_item_ids: Tensor, hist_cat_ids: Tensor, hist_len: Tensor, user_features: Tensor) -> Tensor:
-        return self.model.user_tower(hist_item_ids, hist_cat_ids, hist_len, user_features)
+        return _interests(self.model.user_tower(hist_item_ids, hist_cat_ids, hist_len, user_features))
+
+
+def _interests(u: Tensor) -> Tensor:
+    return u if u.dim() == 3 else u.unsqueeze(1)
 
 
 class UserTowerNoFeatures(UserTower):
@@ -98,7 +104,7 @@ class UserTowerNoFeatures(UserTower):
 
     def forward(self, hist_item_ids: Tensor, hist_cat_ids: Tensor, hist_len: Tensor) -> Tensor:  # type: ignore[override]
         empty = hist_len.new_zeros((hist_len.shape[0], 0))
-        return self.model.user_tower(hist_item_ids, hist_cat_ids, hist_len, empty)
+        return _interests(self.model.user_tower(hist_item_ids, hist_cat_ids, hist_len, empty))
 
 
 class ItemTower(nn.Module):

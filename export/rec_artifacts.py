@@ -98,7 +98,8 @@ def retrieval_artifacts(run: ExportRun) -> None:
     queries = None
     if "user_tower" in run.models:
         q_inputs = _user_queries(users, items["category"], config, 2000)
-        queries = _run_onnx_batched(Path(run.models["user_tower"]["file"]), q_inputs, "user_embedding")
+        towers = _run_onnx_batched(Path(run.models["user_tower"]["file"]), q_inputs, "user_embedding")
+        queries = towers.reshape(-1, towers.shape[-1])  # every interest vector is a query the gateway sends
     index, section = retrieval.build_and_measure(
         vectors, args.index, k=args.recall_k, queries=queries, memory_mb=args.index_memory_mb
     )

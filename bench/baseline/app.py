@@ -133,7 +133,8 @@ class NaivePeer:
             user_vec = user_vec.float().cpu().numpy()[0]
         with t("retrieval"):
             assert self.vectors is not None
-            scores = self.vectors @ user_vec  # every item, every request
+            # every item, every request; a multi-interest tower's [K, dim]: each item's best vector
+            scores = (self.vectors @ np.atleast_2d(user_vec).T).max(axis=1)
             scores[~tb.available] = -np.inf
             if req.exclude_seen:
                 scores[history] = -np.inf

@@ -240,6 +240,11 @@ USER_FEATURES = TensorSpec(
 # Two-tower retrieval (training/models/two_tower.py).
 
 
+def _n_interests(config: Mapping[str, object]) -> int:
+    """User vectors per user (training/models/two_tower.py TwoTowerConfig.n_interests)."""
+    return int(config.get("attn_heads", 0)) if config.get("multi_interest") else 1  # type: ignore[call-overload]
+
+
 def _user_tower_example(
     config: Mapping[str, object], batch: int, rng: np.random.Generator, length: int | None = None
 ) -> dict[str, np.ndarray]:
@@ -253,7 +258,14 @@ USER_TOWER = register(
         name="user_tower",
         doc="user history (+ categorical user features) -> L2-normalised user vector for FAISS inner product",
         inputs=(*_history_inputs(), USER_FEATURES),
-        outputs=(TensorSpec("user_embedding", "float32", ("dim",), "L2-normalised user vector"),),
+        outputs=(
+            TensorSpec(
+                "user_embedding",
+                "float32",
+                ("n_interests", "dim"),
+                "L2-normalised user vectors (one per interest; 1 for a single-vector tower): an item scores the best",
+            ),
+        ),
         make_example=_user_tower_example,
         max_batch_size=256,
         atol=1e-5,  # unit vectors: absolute error is relative error
@@ -261,7 +273,7 @@ USER_TOWER = register(
         seq_axis="hist",
         seq_max="max_hist",
         parity_lengths=(1, 7, "max_hist"),
-        dim_rules={"n_user_features": _n_user_features},
+        dim_rules={"n_user_features": _n_user_features, "n_interests": _n_interests},
     )
 )
 

@@ -30,6 +30,7 @@ from serving.experiments.service import active
 from serving.recommend.catalogue import current_features
 from serving.recommend.features import FeatureStore, din_inputs, user_tower_inputs
 from serving.recommend.feedback import UserContext, explore_candidates, explore_slots, rerank, user_context
+from serving.recommend.interests import search_interests
 from serving.recommend.live_index import LiveIndex
 from serving.recommend.retrieval import Retriever
 from serving.recommend.schemas import RankRequest, RankResponse, RecommendRequest, RecommendResponse, ScoredItem
@@ -126,7 +127,7 @@ async def _recommend(
     depth = req.candidates if arm.candidates is None else max(arm.candidates, req.k)
     seen_cats = ctx.seen_categories(fs.items) if n_explore else ctx.skipped[:0]
     with timer.stage("retrieval"):
-        scores, found = await rt.run_blocking(retriever.search, vector, depth, seen, fs.items.blocked)
+        scores, found = await rt.run_blocking(search_interests, retriever, vector, depth, seen, fs.items.blocked)
         keep = found[0] >= 0
         candidates, retrieval_scores = found[0][keep], scores[0][keep].astype(np.float64)
         retrieved = candidates.size

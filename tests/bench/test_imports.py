@@ -26,9 +26,10 @@ def _imports(path: Path) -> list[tuple[int, str]]:
 def _allowed_serving(name: str) -> bool:
     parts = name.split(".")
     # forecast/source.py builds the TCN's inputs from the stored sales: input building, like features.py;
-    # recommend/membership.py is the numpy id test the bound's index filter shares with the gateway
+    # recommend/membership.py is the numpy id test the bound's index filter shares with the gateway, and
+    # recommend/interests.py the numpy merge of a multi-interest user's searches
     return parts[1:2] == ["contracts"] or (
-        len(parts) == 3 and parts[2] in ("schemas", "features", "source", "membership")
+        len(parts) == 3 and parts[2] in ("schemas", "features", "source", "membership", "interests")
     )
 
 

@@ -130,3 +130,18 @@ def test_plans_model_equals_the_tcn_row_by_row(tiny_export):
             for out, w in zip(g, want, strict=True):
                 assert out.shape == (batch, k, *w.shape[1:])
                 np.testing.assert_allclose(out.reshape(w.shape), w, atol=spec.atol, rtol=spec.rtol)
+
+
+def test_multi_interest_user_tower_exports_one_vector_per_head(tmp_path):
+    exporter = EXPORTERS["user_tower"]
+    _, config = exporter.tiny()
+    config.update(attn_heads=3, multi_interest=True, share_item_emb=True)
+    module = exporter.build(config)
+    resolved = SPECS["user_tower"].resolve(config)
+    assert resolved.outputs[0].dims == (3, config["dim"])
+    result = export_onnx(module, SPECS["user_tower"], config, tmp_path / "u.onnx")
+    check_graph(result.path, resolved)
+    check_parity(module, SPECS["user_tower"], config, result.path, batches=(1, 3))
+    # A single-vector tower keeps the same rank: one interest.
+    _, single = exporter.tiny()
+    assert SPECS["user_tower"].resolve(single).outputs[0].dims == (1, single["dim"])

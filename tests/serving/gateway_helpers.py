@@ -96,7 +96,8 @@ def user_tower_graph(scale: float = 1.0, n_features: int = 0) -> onnx.GraphProto
         helper.make_node("Add", ["u", "bias"], ["u_b"]),  # an empty history still has a direction
         helper.make_node("ReduceL2", ["u_b", "axis1"], ["n"], keepdims=1),
         helper.make_node("Max", ["n", "eps"], ["n_e"]),
-        helper.make_node("Div", ["u_b", "n_e"], ["user_embedding"]),
+        helper.make_node("Div", ["u_b", "n_e"], ["u_unit"]),
+        helper.make_node("Unsqueeze", ["u_unit", "axis1"], ["user_embedding"]),  # [batch, 1 interest, dim]
     ]
     cats = np.zeros((N_CATS + 1, DIM), np.float32)
     cats[1:] = 0.01
@@ -121,7 +122,7 @@ def user_tower_graph(scale: float = 1.0, n_features: int = 0) -> onnx.GraphProto
             helper.make_tensor_value_info("hist_len", I64, ["batch"]),
             *_user_feature_inputs(n_features),
         ],
-        [helper.make_tensor_value_info("user_embedding", F32, ["batch", DIM])],
+        [helper.make_tensor_value_info("user_embedding", F32, ["batch", 1, DIM])],
         inits,
     )
 

@@ -1,6 +1,7 @@
 """The two recommendation tasks end to end on the generator's tiny profile (one process, one epoch)."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -109,3 +110,18 @@ def test_id_counts_count_candidates_and_history_entries():
     )
     assert items[0] == 0 and np.array_equal(items[1:], want)
     assert cats.sum() == want.sum() and cats[1 + log.catalogue.category[0]] >= want[0]
+
+
+def test_two_tower_view_targets_add_a_seeded_share_of_views_beside_every_positive():
+    log, _ = behavior.generate(behavior.PROFILES["tiny"], seed=2)
+    base = two_tower.TRAIN_PROFILES["tiny"]
+    plain = two_tower.training_pairs(log, base, seed=0)
+    assert (plain.label == 1).all()
+    tc = replace(base, view_targets=1.5)
+    mixed = two_tower.training_pairs(log, tc, seed=0)
+    pos, views = int((mixed.label == 1).sum()), int((mixed.label == 0).sum())
+    assert views == round(1.5 * pos) and pos >= len(plain)
+    assert np.all(np.diff(mixed.user.astype(np.int64)) >= 0)  # log order: users stay grouped
+    again = two_tower.training_pairs(log, tc, seed=0)
+    other = two_tower.training_pairs(log, tc, seed=1)
+    assert np.array_equal(again.item, mixed.item) and not np.array_equal(other.item, mixed.item)

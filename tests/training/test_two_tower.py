@@ -12,6 +12,7 @@ from training.models.two_tower import (
     in_batch_softmax_loss,
     price_bucket_edges,
     price_buckets,
+    user_item_scores,
 )
 
 CFG = TwoTowerConfig(
@@ -99,6 +100,39 @@ def test_duplicate_items_are_not_negatives_of_each_other():
     row1 = -(logits[1, 1] - torch.logsumexp(logits[1, [1, 2]], 0))
     row2 = -(logits[2, 2] - torch.logsumexp(logits[2], 0))
     assert torch.allclose(loss, (row0 + row1 + row2) / 3)
+
+
+def test_multi_interest_tower_gives_one_unit_vector_per_head_and_scores_by_the_best():
+    cfg = replace(ATTN, multi_interest=True)
+    m = TwoTower(cfg).eval()
+    hist, cats, length, feats = user_batch()
+    u = m.user_tower(hist, cats, length, feats)
+    assert u.shape == (5, cfg.attn_heads, cfg.dim) and cfg.n_interests == cfg.attn_heads
+    torch.testing.assert_close(u.norm(dim=-1), torch.ones(5, cfg.attn_heads))
+    assert not torch.allclose(u[3, 0], u[3, 1])  # the heads read the history differently
+    v = m.item_tower(*item_batch())
+    want = torch.stack([torch.stack([(u[b] @ v[n]).max() for n in range(len(v))]) for b in range(5)])
+    torch.testing.assert_close(user_item_scores(u, v), want)
+    torch.testing.assert_close(user_item_scores(u[:, 0], v), u[:, 0] @ v.T)  # one vector: the dot product
+    with pytest.raises(ValueError, match="attn_heads"):
+        replace(CFG, multi_interest=True)
+
+
+def test_row_weights_give_a_weighted_mean_of_the_rows_cross_entropy():
+    torch.manual_seed(1)
+    u = torch.nn.functional.normalize(torch.randn(3, 4), dim=-1)
+    v = torch.nn.functional.normalize(torch.randn(3, 4), dim=-1)
+    ids, log_q = torch.arange(3), torch.zeros(3)
+    per_row = [in_batch_softmax_loss(u, v, ids, log_q, 1.0, torch.eye(3)[i]) for i in range(3)]
+    w = torch.tensor([1.0, 0.3, 0.3])
+    expected = (w * torch.stack(per_row)).sum() / w.sum()
+    assert torch.allclose(in_batch_softmax_loss(u, v, ids, log_q, 1.0, w), expected)
+    # Equal weights are the unweighted mean.
+    assert torch.allclose(
+        in_batch_softmax_loss(u, v, ids, log_q, 1.0, torch.full((3,), 2.0)),
+        in_batch_softmax_loss(u, v, ids, log_q, 1.0),
+    )
+    assert not torch.allclose(per_row[0], per_row[1])
 
 
 def test_loss_decreases_on_a_fixed_batch():

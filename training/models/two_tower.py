@@ -43,6 +43,20 @@ class TwoTowerConfig:
     # The history reads the item tower's item/category tables instead of its own: a history item then gets the
     # embedding it learns as a target (each exported graph carries its own copy of the shared tables).
     share_item_emb: bool = False
+    # Multi-interest user tower (needs attn_heads): one user vector per attention head, each from that head's
+    # pooled history beside the mean, last item and user features through the shared MLP; an item scores the
+    # max over the vectors (MIND, Li et al. 2019; ComiRec, Cen et al. 2020). The generator's clicks follow the
+    # most similar of the recent positives, which one averaged vector cannot express.
+    multi_interest: bool = False
+
+    def __post_init__(self) -> None:
+        if self.multi_interest and self.attn_heads < 1:
+            raise ValueError("multi_interest needs attn_heads >= 1 (one user vector per head)")
+
+    @property
+    def n_interests(self) -> int:
+        """User vectors per user: attn_heads with multi_interest, else 1."""
+        return self.attn_heads if self.multi_interest else 1
 
 
 def price_buckets(price: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -77,7 +91,8 @@ class TwoTower(nn.Module):
         self.user_feat_emb = nn.ModuleList(
             nn.Embedding(c + 1, d, padding_idx=0) for c in cfg.user_feature_cardinalities
         )
-        n_hist = 2 * d * (1 + int(cfg.use_last_item) + cfg.attn_heads)
+        # Multi-interest: each vector reads one head's pooled history (plus mean and last), not all of them.
+        n_hist = 2 * d * (1 + int(cfg.use_last_item) + (1 if cfg.multi_interest else cfg.attn_heads))
         if cfg.attn_heads:
             # Recency (0 = most recent) rather than absolute position: what drives the next click is how recent
             # a positive is, and histories are left-aligned with varying lengths.
@@ -101,21 +116,29 @@ class TwoTower(nn.Module):
         hist_len: torch.Tensor,
         user_features: torch.Tensor,
     ) -> torch.Tensor:
-        """[B, L], [B, L], [B], [B, F] -> L2-normalised user vectors [B, dim]."""
+        """[B, L], [B, L], [B], [B, F] -> L2-normalised user vectors [B, dim] ([B, n_interests, dim] with
+        multi_interest; score items with `user_item_scores`)."""
         L = hist_item_ids.shape[1]
         mask = (torch.arange(L, device=hist_len.device)[None, :] < hist_len[:, None]).unsqueeze(-1).float()
         h = torch.cat([self.hist_item_emb(hist_item_ids), self.hist_cat_emb(hist_cat_ids)], dim=-1) * mask
         pooled = h.sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # [B, 2d] mean over real positions
         parts = [pooled]
-        if self.cfg.attn_heads:
-            parts.append(self._attention_pool(h, hist_len, mask))
+        heads = self._attention_pool(h, hist_len, mask) if self.cfg.attn_heads else None
+        if heads is not None and not self.cfg.multi_interest:
+            parts.append(heads)
         if self.cfg.use_last_item:
             last = (hist_len - 1).clamp(min=0)
             idx = last.view(-1, 1, 1).expand(-1, 1, h.shape[-1])
             parts.append(torch.gather(h, 1, idx).squeeze(1))  # zero when hist_len == 0 (masked above)
         for j, emb in enumerate(self.user_feat_emb):
             parts.append(emb(user_features[:, j]))
-        return F.normalize(self.user_mlp(torch.cat(parts, dim=-1)), dim=-1)
+        shared = torch.cat(parts, dim=-1)
+        if heads is None or not self.cfg.multi_interest:
+            return F.normalize(self.user_mlp(shared), dim=-1)
+        k = self.cfg.attn_heads
+        per_head = heads.view(heads.shape[0], k, -1)  # [B, K, 2d]
+        x = torch.cat([per_head, shared[:, None, :].expand(-1, k, -1)], dim=-1)
+        return F.normalize(self.user_mlp(x), dim=-1)  # [B, K, dim]
 
     def _attention_pool(self, h: torch.Tensor, hist_len: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """h [B, L, 2d] (zero at padding), mask [B, L, 1] -> [B, heads * 2d]; zero when hist_len == 0."""
@@ -159,22 +182,36 @@ class TwoTower(nn.Module):
         return u, v
 
 
+def user_item_scores(user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+    """user [B, dim] or [B, K, dim] (multi-interest), item [N, dim] -> [B, N]: the dot product, or its max over
+    the K user vectors (what the gateway's K FAISS searches, merged by best score, return)."""
+    if user.dim() == 2:
+        return user @ item.T
+    return torch.einsum("bkd,nd->bkn", user, item).amax(dim=1)
+
+
 def in_batch_softmax_loss(
     user: torch.Tensor,
     item: torch.Tensor,
     item_ids: torch.Tensor,
     log_q: torch.Tensor,
     temperature: float,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sampled softmax over the batch's positives with the log-Q correction (Yi et al. 2019).
 
-    user, item: [B, dim] (row i of each is a positive pair); item_ids: [B] (duplicates are masked so an
-    item is never its own negative); log_q: [B] log of each in-batch item's sampling probability.
+    user: [B, dim] or [B, K, dim], item: [B, dim] (row i of each is a positive pair); item_ids: [B]
+    (duplicates are masked so an item is never its own negative); log_q: [B] log of each in-batch item's
+    sampling probability.
     Popular items show up as negatives more often, so subtracting log q removes the popularity penalty
-    that in-batch sampling would otherwise teach. -> scalar mean cross-entropy.
+    that in-batch sampling would otherwise teach. weight: [B] optional per-row weight of the cross-entropy
+    (a weighted mean). -> scalar mean cross-entropy.
     """
-    logits = user @ item.T / temperature - log_q[None, :]
+    logits = user_item_scores(user, item) / temperature - log_q[None, :]
     same = item_ids[:, None] == item_ids[None, :]
     eye = torch.eye(len(item_ids), dtype=torch.bool, device=logits.device)
     logits = logits.masked_fill(same & ~eye, float("-inf"))
-    return F.cross_entropy(logits, torch.arange(len(item_ids), device=logits.device))
+    target = torch.arange(len(item_ids), device=logits.device)
+    if weight is None:
+        return F.cross_entropy(logits, target)
+    return (F.cross_entropy(logits, target, reduction="none") * weight).sum() / weight.sum().clamp_min(1e-12)
