@@ -57,6 +57,10 @@ class LiveIndex:
         return self.main.dim
 
     @property
+    def device(self) -> str:
+        return self.main.device
+
+    @property
     def ntotal(self) -> int:
         """Items that can be found: the main index's plus the added ones."""
         return self.main.ntotal + int(np.count_nonzero(self.delta.ids >= self.main.ntotal))

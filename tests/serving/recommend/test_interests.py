@@ -40,3 +40,29 @@ def test_search_over_interests_equals_an_exhaustive_max_over_the_user_vectors():
     assert np.array_equal(
         search_interests(index, one, 20, seen, blocked)[1], index.search(one[0], 20, seen, blocked)[1]
     )
+
+
+class _CountingGpu:
+    """The same FAISS index posing as a GPU engine (none here): counts calls to check the batched branch."""
+
+    device = "gpu"
+
+    def __init__(self, inner: Retriever):
+        self.inner, self.calls = inner, 0
+
+    def search(self, queries, k, exclude=None, blocked=None):
+        self.calls += 1
+        return self.inner.search(queries, k, exclude, blocked)
+
+
+def test_cpu_searches_one_query_at_a_time_a_gpu_one_batch_with_the_same_answer():
+    rng = np.random.default_rng(1)
+    items = rng.normal(size=(200, 8)).astype(np.float32)
+    flat = faiss.IndexFlatIP(8)
+    flat.add(items / np.linalg.norm(items, axis=1, keepdims=True))
+    cpu = Retriever(flat, gpu="off")
+    users = rng.normal(size=(1, 4, 8)).astype(np.float32)
+    gpu = _CountingGpu(cpu)
+    on_gpu = search_interests(gpu, users, 15, np.array([3]))
+    assert gpu.calls == 1
+    assert np.array_equal(on_gpu[1], search_interests(cpu, users, 15, np.array([3]))[1])
